@@ -1,0 +1,70 @@
+//! [`Config`]: every limit and timeout, with defaults a small host can live with.
+
+use std::time::Duration;
+
+/// Limits and timeouts. Every buffer the server keeps has a cap here; breaking
+/// one earns a 413, 414 or 431 and a close, never unbounded memory.
+///
+/// ```
+/// let mut config = keelhttp::Config::default();
+/// config.max_body_bytes = 8 << 20;
+/// config.idle_timeout = std::time::Duration::from_secs(5);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Most connections open at once. Past it, new connections wait in the
+    /// kernel's accept queue. Default: the soft `RLIMIT_NOFILE` less 32 for the
+    /// files being served and the process's own descriptors (at least 16).
+    pub max_connections: usize,
+    /// Largest request head (request line and header fields), in bytes.
+    /// Default 16 KiB. Larger: 431.
+    pub max_head_bytes: usize,
+    /// Most header fields in one request. Default 64, at most 128. More: 431.
+    pub max_headers: usize,
+    /// Longest request target, in bytes. Default 8 KiB. Longer: 414.
+    pub max_target_bytes: usize,
+    /// Largest request body, in bytes, in either framing. Default 1 MiB.
+    /// Larger: 413.
+    pub max_body_bytes: u64,
+    /// Deadline for a whole request head, counted from its first byte (or
+    /// from the accept, for the first request): a slow-loris that sends one
+    /// byte a second is cut here. Default 10 s.
+    pub header_timeout: Duration,
+    /// How long an idle keep-alive connection is kept. Default 60 s.
+    pub idle_timeout: Duration,
+    /// How long reading a body or writing a response may go without progress.
+    /// Default 30 s.
+    pub stall_timeout: Duration,
+    /// How long a graceful shutdown waits for responses in flight before it
+    /// closes what is left. Default 10 s.
+    pub drain_timeout: Duration,
+    /// After a response that ends the connection while the client may still be
+    /// sending (an error mid-upload), how long unread input is drained so the
+    /// client reads the response instead of a reset. Default 2 s.
+    pub linger_timeout: Duration,
+}
+
+/// Hard upper bound for [`Config::max_headers`] (the parser's header array
+/// lives on the stack).
+pub(crate) const MAX_HEADERS_CAP: usize = 128;
+
+impl Default for Config {
+    fn default() -> Config {
+        let max_connections = crate::sys::nofile_limit()
+            .map(|n| n.saturating_sub(32).clamp(16, 1 << 20) as usize)
+            .unwrap_or(1024);
+        Config {
+            max_connections,
+            max_head_bytes: 16 * 1024,
+            max_headers: 64,
+            max_target_bytes: 8 * 1024,
+            max_body_bytes: 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+            linger_timeout: Duration::from_secs(2),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! # keelhttp
+//!
+//! A small, single-threaded, event-loop HTTP/1.1 server: a hand-written
+//! [mio](https://docs.rs/mio) reactor owns a slab of connections, files go
+//! out with zero-copy `sendfile(2)`, and a [`ShutdownHandle`] drains it
+//! gracefully with a deadline.
+//!
+//! ```no_run
+//! use keelhttp::{Config, Request, Response, Server};
+//!
+//! let server = Server::bind("127.0.0.1:8080", Config::default())?;
+//! let stop = server.shutdown_handle(); // Clone + Send
+//! server.run(|req: &Request| match req.path() {
+//!     "/" => Response::text(200, "hello\n"),
+//!     _ => Response::text(404, "not found\n"),
+//! })?;
+//! # Ok::<(), keelhttp::Error>(())
+//! ```
+//!
+//! ## Layers
+//!
+//! ```text
+//!  policy   main.rs (the `keel` CLI)        static_files.rs (a Handler serving a directory)
+//!  API      server.rs handler.rs request.rs response.rs shutdown.rs config.rs error.rs header.rs
+//!  engine   reactor.rs -> conn.rs -> parse.rs  encode.rs  sys.rs (the only unsafe: libc calls)
+//! ```
+//!
+//! The handler runs on the server's thread: no `Send`/`Sync` bounds, and it
+//! should not block. A handler that panics costs that request a 500 and its
+//! connection; the server carries on.
+//!
+//! ## SIGPIPE
+//!
+//! `sendfile(2)` cannot be told `MSG_NOSIGNAL`, so a client that disconnects
+//! mid-file raises SIGPIPE. While [`Server::run`] or [`Server::poll_once`]
+//! runs, SIGPIPE is blocked on that thread and any pending one is consumed,
+//! so the library is safe inside a host that keeps the default disposition;
+//! the process-wide disposition is never touched. Plain writes use
+//! `MSG_NOSIGNAL`.
+//!
+//! See `examples/` for a closure handler, a static directory and a host-owned
+//! loop.
+#![deny(unsafe_code)]
+#![deny(missing_docs, missing_debug_implementations)]
+#![warn(rust_2018_idioms)]
+
+mod config;
+mod conn;
+mod encode;
+mod error;
+mod handler;
+pub mod header;
+mod parse;
+mod reactor;
+mod request;
+mod response;
+mod server;
+mod shutdown;
+mod static_files;
+mod sys;
+
+pub use config::Config;
+pub use error::{Error, ErrorCode, ErrorKind};
+pub use handler::Handler;
+pub use request::{Request, Version};
+pub use response::{Body, HeaderText, Response};
+pub use server::{Report, Server, Stats};
+pub use shutdown::ShutdownHandle;
+pub use static_files::StaticFiles;
+
+/// Formats a time as an HTTP date (IMF-fixdate, RFC 9110 §5.6.7), e.g.
+/// `Sun, 06 Nov 1994 08:49:37 GMT`. Times before 1970 format as the epoch.
+pub fn http_date(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    String::from_utf8_lossy(&encode::http_date(secs)).into_owned()
+}

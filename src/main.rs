@@ -1,0 +1,150 @@
+//! `keel`: serve a directory over HTTP/1.1.
+//!
+//! Uses only the public API of `keelhttp`. Output goes through `writeln!` with
+//! errors ignored (never `println!`, which panics on a closed or broken
+//! stream), and the logger ignores write errors too.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use keelhttp::{Config, ErrorKind, Server, StaticFiles};
+
+const USAGE: &str = "\
+keel - serve a directory over HTTP/1.1
+
+Usage: keel [DIR] [OPTIONS]
+
+Arguments:
+  DIR               directory to serve [default: .]
+
+Options:
+  -p, --port N      TCP port [default: 8080]
+  -a, --addr IP     address to listen on, IPv4 or IPv6 [default: 0.0.0.0; use :: for IPv6]
+  -h, --help        print this help
+  -V, --version     print the version
+
+Logging: RUST_LOG=warn silences the access log; RUST_LOG=debug shows more.
+";
+
+struct Args {
+    dir: PathBuf,
+    addr: IpAddr,
+    port: u16,
+}
+
+enum Parsed {
+    Run(Args),
+    Exit(ExitCode),
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Parsed::Run(a)) => a,
+        Ok(Parsed::Exit(code)) => return code,
+        Err(msg) => {
+            let _ = writeln!(std::io::stderr(), "keel: {msg}\nTry 'keel --help'.");
+            return ExitCode::from(2);
+        }
+    };
+    init_logger();
+    run(&args)
+}
+
+fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
+    let mut dir = None;
+    let mut addr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let mut port = 8080u16;
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => {
+                let _ = std::io::stdout().write_all(USAGE.as_bytes());
+                return Ok(Parsed::Exit(ExitCode::SUCCESS));
+            }
+            "-V" | "--version" => {
+                let _ = writeln!(std::io::stdout(), "keel {}", env!("CARGO_PKG_VERSION"));
+                return Ok(Parsed::Exit(ExitCode::SUCCESS));
+            }
+            "-p" | "--port" => {
+                let v = value("--port")?;
+                port = v.parse().map_err(|_| format!("invalid port '{v}'"))?;
+            }
+            "-a" | "--addr" => {
+                let v = value("--addr")?;
+                let v = v.trim_start_matches('[').trim_end_matches(']');
+                addr = v.parse().map_err(|_| format!("invalid address '{v}'"))?;
+            }
+            f if f.starts_with('-') && f != "-" => return Err(format!("unknown option '{f}'")),
+            _ if dir.is_none() => dir = Some(PathBuf::from(arg)),
+            _ => return Err(format!("unexpected argument '{arg}'")),
+        }
+    }
+    Ok(Parsed::Run(Args {
+        dir: dir.unwrap_or_else(|| PathBuf::from(".")),
+        addr,
+        port,
+    }))
+}
+
+fn run(args: &Args) -> ExitCode {
+    let handler = match StaticFiles::new(&args.dir) {
+        Ok(h) => h,
+        Err(e) => return fail(&format!("cannot serve {}: {e}", args.dir.display())),
+    };
+    let addr = SocketAddr::new(args.addr, args.port);
+    let server = match Server::bind(addr, Config::default()) {
+        Ok(s) => s,
+        Err(e) if e.kind() == ErrorKind::AddrInUse => {
+            return fail(&format!("port {} is in use (on {addr})", args.port))
+        }
+        Err(e) => return fail(&format!("cannot listen on {addr}: {}", e.io_error())),
+    };
+    log::info!(
+        "serving {} on http://{}/",
+        handler.root().display(),
+        server.local_addr()
+    );
+    match server.run(handler) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    log::error!("{msg}");
+    // Also on stderr directly, in case RUST_LOG hides errors.
+    if log::max_level() < log::LevelFilter::Error {
+        let _ = writeln!(std::io::stderr(), "keel: {msg}");
+    }
+    ExitCode::from(1)
+}
+
+/// env_logger on stderr, `info` unless RUST_LOG says otherwise. Write errors
+/// (a closed or broken stderr) are ignored by env_logger, so logging can never
+/// fail a request.
+fn init_logger() {
+    let env = env_logger::Env::default().default_filter_or("info");
+    env_logger::Builder::from_env(env)
+        .format(|buf, record| {
+            writeln!(
+                buf,
+                "{} {:<5} {}",
+                keelhttp::http_date(SystemTime::now()),
+                record.level(),
+                record.args()
+            )
+        })
+        .init();
+}

@@ -1,0 +1,592 @@
+//! Request heads and body framing: bytes in, decisions out. Pure: it never
+//! touches a socket, and every input it scans is bounded by the caller.
+
+use crate::config::Config;
+use crate::error::ErrorCode;
+use crate::header;
+use crate::request::Version;
+
+/// Why a request is refused; becomes an error response and a close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reject {
+    pub(crate) code: ErrorCode,
+    pub(crate) detail: &'static str,
+}
+
+const fn reject(code: ErrorCode, detail: &'static str) -> Reject {
+    Reject { code, detail }
+}
+
+/// How the request body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed, validated request head, borrowing the buffer.
+#[derive(Debug)]
+pub(crate) struct Head<'b, 'h> {
+    pub(crate) method: &'b str,
+    pub(crate) target: &'b str,
+    pub(crate) version: Version,
+    pub(crate) headers: &'h [httparse::Header<'b>],
+    pub(crate) framing: Framing,
+    pub(crate) keep_alive: bool,
+    pub(crate) expect_continue: bool,
+}
+
+/// How many leading CR/LF bytes to skip: RFC 9112 §2.2 asks a server to ignore
+/// at least one empty line before a request line (some clients send a CRLF
+/// after a body).
+pub(crate) fn leading_empty_lines(buf: &[u8]) -> usize {
+    buf.iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count()
+}
+
+/// The length of the head if `buf` holds a complete one: up to and including
+/// the empty line (`\r\n\r\n`, or a bare `\n\n`). `from` is where the previous
+/// scan stopped, so a head arriving a byte at a time is scanned once.
+pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from.saturating_sub(3);
+    while i < buf.len() {
+        let nl = i + buf[i..].iter().position(|&b| b == b'\n')?;
+        match buf.get(nl + 1) {
+            Some(b'\n') => return Some(nl + 2),
+            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some(nl + 3),
+            _ => i = nl + 1,
+        }
+    }
+    None
+}
+
+/// For a head that is too large and still incomplete: 414 if the request line
+/// itself is what overflows, else 431.
+pub(crate) fn oversized_head(buf: &[u8], config: &Config) -> Reject {
+    let line = &buf[..buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len())];
+    // The target runs from the first space to the next one (or to the end of
+    // what has arrived, if the request line itself is still incomplete).
+    let target_len = match line.iter().position(|&b| b == b' ') {
+        Some(sp) => line[sp + 1..]
+            .iter()
+            .position(|&b| b == b' ')
+            .unwrap_or(line.len() - sp - 1),
+        None => 0,
+    };
+    if target_len > config.max_target_bytes {
+        reject(ErrorCode::UriTooLong, "request target too long")
+    } else {
+        reject(ErrorCode::HeaderTooLarge, "request head too large")
+    }
+}
+
+/// Parses and validates one complete head (`buf` is exactly the head).
+pub(crate) fn parse_head<'b, 'h>(
+    buf: &'b [u8],
+    storage: &'h mut [httparse::Header<'b>],
+    config: &Config,
+) -> Result<Head<'b, 'h>, Reject> {
+    let mut req = httparse::Request::new(storage);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Err(reject(ErrorCode::BadRequest, "incomplete request head"))
+        }
+        Err(httparse::Error::Version) => {
+            return Err(reject(
+                ErrorCode::VersionNotSupported,
+                "only HTTP/1.0 and HTTP/1.1 are supported",
+            ))
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(reject(ErrorCode::HeaderTooLarge, "too many header fields"))
+        }
+        Err(httparse::Error::HeaderName) => {
+            return Err(reject(ErrorCode::BadRequest, "malformed header field name"))
+        }
+        Err(_) => return Err(reject(ErrorCode::BadRequest, "malformed request head")),
+    }
+    let httparse::Request {
+        method,
+        path,
+        version,
+        headers,
+    } = req;
+    let (Some(method), Some(target), Some(version)) = (method, path, version) else {
+        return Err(reject(ErrorCode::BadRequest, "malformed request line"));
+    };
+    let headers: &'h [httparse::Header<'b>] = headers;
+    if target.len() > config.max_target_bytes {
+        return Err(reject(ErrorCode::UriTooLong, "request target too long"));
+    }
+    let version = if version == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+
+    let mut hosts = 0usize;
+    let mut content_length: Option<u64> = None;
+    let mut te_seen = false;
+    let mut te_chunked_last = false;
+    let mut te_chunked_count = 0usize;
+    let mut te_unknown = false;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut expect_continue = false;
+
+    for h in headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case(header::HOST) {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case(header::CONTENT_LENGTH) {
+            for item in list_items(h.value) {
+                let n = parse_decimal(item).ok_or(reject(
+                    ErrorCode::BadContentLength,
+                    "Content-Length is not a number",
+                ))?;
+                if content_length.is_some_and(|prev| prev != n) {
+                    return Err(reject(
+                        ErrorCode::BadContentLength,
+                        "differing Content-Length values",
+                    ));
+                }
+                content_length = Some(n);
+            }
+            if content_length.is_none() {
+                return Err(reject(ErrorCode::BadContentLength, "empty Content-Length"));
+            }
+        } else if name.eq_ignore_ascii_case(header::TRANSFER_ENCODING) {
+            te_seen = true;
+            for item in list_items(h.value) {
+                if item.eq_ignore_ascii_case(b"chunked") {
+                    te_chunked_count += 1;
+                    te_chunked_last = true;
+                } else {
+                    te_unknown = true;
+                    te_chunked_last = false;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(header::CONNECTION) {
+            for item in list_items(h.value) {
+                if item.eq_ignore_ascii_case(b"close") {
+                    conn_close = true;
+                } else if item.eq_ignore_ascii_case(b"keep-alive") {
+                    conn_keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(header::EXPECT) && version == Version::Http11 {
+            // HTTP/1.0 clients' Expect is ignored (RFC 9110 §10.1.1).
+            if h.value.eq_ignore_ascii_case(b"100-continue") {
+                expect_continue = true;
+            } else if !h.value.is_empty() {
+                return Err(reject(
+                    ErrorCode::ExpectationFailed,
+                    "only 100-continue is supported",
+                ));
+            }
+        }
+    }
+
+    if version == Version::Http11 && hosts != 1 {
+        return Err(reject(
+            ErrorCode::BadHost,
+            if hosts == 0 {
+                "missing Host header"
+            } else {
+                "more than one Host header"
+            },
+        ));
+    }
+
+    let framing = if te_seen {
+        // RFC 9112 §6.1 and §6.3: each of these is request smuggling bait.
+        if content_length.is_some() {
+            return Err(reject(
+                ErrorCode::BadRequest,
+                "both Transfer-Encoding and Content-Length",
+            ));
+        }
+        if version == Version::Http10 {
+            return Err(reject(
+                ErrorCode::BadRequest,
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
+        }
+        if !te_chunked_last || te_chunked_count != 1 {
+            return Err(reject(
+                ErrorCode::BadRequest,
+                "Transfer-Encoding must end in a single chunked",
+            ));
+        }
+        if te_unknown {
+            return Err(reject(
+                ErrorCode::NotImplemented,
+                "only the chunked transfer coding is supported",
+            ));
+        }
+        Framing::Chunked
+    } else {
+        match content_length {
+            None | Some(0) => Framing::None,
+            Some(n) if n > config.max_body_bytes => {
+                return Err(reject(ErrorCode::BodyTooLarge, "request body too large"))
+            }
+            Some(n) => Framing::Length(n),
+        }
+    };
+
+    let keep_alive = match version {
+        Version::Http11 => !conn_close,
+        Version::Http10 => conn_keep_alive && !conn_close,
+    };
+    Ok(Head {
+        method,
+        target,
+        version,
+        headers,
+        framing,
+        keep_alive,
+        expect_continue: expect_continue && framing != Framing::None,
+    })
+}
+
+/// Items of a comma-separated header list, trimmed of optional whitespace,
+/// empty items skipped (RFC 9110 §5.6.1).
+fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(|s| s.trim_ascii())
+        .filter(|s| !s.is_empty())
+}
+
+/// Strict decimal: digits only, no sign, no overflow.
+fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// Longest chunk-size line (with extensions) or trailer section accepted.
+const MAX_CHUNK_LINE: usize = 1024;
+const MAX_TRAILERS: usize = 8 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+    Done,
+}
+
+/// Decodes a chunked body in place. The body region of the buffer holds the
+/// decoded bytes first (`decoded()` of them), then raw input not yet decoded;
+/// since decoded data is never longer than its encoding, it moves down over
+/// the chunk framing and the request needs no second buffer.
+#[derive(Debug, Clone)]
+pub(crate) struct Dechunker {
+    state: ChunkState,
+    decoded: usize,
+    trailer_bytes: usize,
+}
+
+impl Dechunker {
+    pub(crate) fn new() -> Dechunker {
+        Dechunker {
+            state: ChunkState::Size,
+            decoded: 0,
+            trailer_bytes: 0,
+        }
+    }
+
+    /// Decoded body bytes so far, at the start of the region.
+    pub(crate) fn decoded(&self) -> usize {
+        self.decoded
+    }
+
+    /// Whether the last chunk and the trailer section have been read.
+    pub(crate) fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Decodes what `region` holds past the decoded prefix. Returns the
+    /// region's new length: `decoded()` body bytes, then the raw bytes not yet
+    /// consumed (after `Done`, the start of the next pipelined request).
+    pub(crate) fn decode(&mut self, region: &mut [u8], max_body: u64) -> Result<usize, Reject> {
+        let len = region.len();
+        let mut raw = self.decoded;
+        loop {
+            match self.state {
+                ChunkState::Size => match httparse::parse_chunk_size(&region[raw..]) {
+                    Ok(httparse::Status::Complete((n, size))) => {
+                        raw += n;
+                        if size == 0 {
+                            self.state = ChunkState::Trailers;
+                        } else if (self.decoded as u64).saturating_add(size) > max_body {
+                            return Err(reject(ErrorCode::BodyTooLarge, "request body too large"));
+                        } else {
+                            self.state = ChunkState::Data(size);
+                        }
+                    }
+                    Ok(httparse::Status::Partial) if len - raw <= MAX_CHUNK_LINE => break,
+                    _ => return Err(reject(ErrorCode::BadChunk, "malformed chunk size")),
+                },
+                ChunkState::Data(rem) => {
+                    let avail = (len - raw).min(usize::try_from(rem).unwrap_or(usize::MAX));
+                    region.copy_within(raw..raw + avail, self.decoded);
+                    self.decoded += avail;
+                    raw += avail;
+                    let rem = rem - avail as u64;
+                    if rem > 0 {
+                        self.state = ChunkState::Data(rem);
+                        break;
+                    }
+                    self.state = ChunkState::DataEnd;
+                }
+                ChunkState::DataEnd => match &region[raw..] {
+                    [b'\r', b'\n', ..] => {
+                        raw += 2;
+                        self.state = ChunkState::Size;
+                    }
+                    [] | [b'\r'] => break,
+                    _ => {
+                        return Err(reject(
+                            ErrorCode::BadChunk,
+                            "chunk data not followed by CRLF",
+                        ))
+                    }
+                },
+                ChunkState::Trailers => {
+                    let rest = &region[raw..];
+                    if rest.starts_with(b"\r\n") {
+                        raw += 2;
+                        self.state = ChunkState::Done;
+                    } else if let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+                        // A trailer field: accepted and ignored, within a cap.
+                        self.trailer_bytes += nl + 1;
+                        raw += nl + 1;
+                        if self.trailer_bytes > MAX_TRAILERS {
+                            return Err(reject(
+                                ErrorCode::HeaderTooLarge,
+                                "trailer section too large",
+                            ));
+                        }
+                    } else if rest.len() > MAX_TRAILERS {
+                        return Err(reject(
+                            ErrorCode::HeaderTooLarge,
+                            "trailer section too large",
+                        ));
+                    } else {
+                        break;
+                    }
+                }
+                ChunkState::Done => break,
+            }
+        }
+        region.copy_within(raw..len, self.decoded);
+        Ok(self.decoded + (len - raw))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(head: &str) -> Result<(Framing, bool, bool), Reject> {
+        let config = Config::default();
+        let mut storage = [httparse::EMPTY_HEADER; 16];
+        parse_head(head.as_bytes(), &mut storage, &config)
+            .map(|h| (h.framing, h.keep_alive, h.expect_continue))
+    }
+
+    fn code(head: &str) -> ErrorCode {
+        parse(head).expect_err("should be refused").code
+    }
+
+    #[test]
+    fn head_end_is_found_incrementally() {
+        let b = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nrest";
+        assert_eq!(find_head_end(b, 0), Some(27));
+        for cut in 0..27 {
+            assert_eq!(find_head_end(&b[..cut], 0), None, "{cut}");
+            assert_eq!(find_head_end(&b[..27], cut), Some(27), "from {cut}");
+        }
+        assert_eq!(find_head_end(b"GET / HTTP/1.0\n\nx", 0), Some(16));
+    }
+
+    #[test]
+    fn keep_alive_follows_version_and_connection() {
+        assert!(parse("GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().1);
+        assert!(
+            !parse("GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n")
+                .unwrap()
+                .1
+        );
+        assert!(!parse("GET / HTTP/1.0\r\n\r\n").unwrap().1);
+        assert!(
+            parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                .unwrap()
+                .1
+        );
+    }
+
+    #[test]
+    fn framing_is_decided() {
+        let p = |h: &str| parse(h).unwrap().0;
+        assert_eq!(
+            p("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            p("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5, 5\r\n\r\n"),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            p("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Framing::Chunked
+        );
+        assert_eq!(
+            p("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"),
+            Framing::None
+        );
+    }
+
+    #[test]
+    fn framing_attacks_are_refused() {
+        use ErrorCode::*;
+        let cases = [
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", BadRequest),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", BadContentLength),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", BadContentLength),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", BadContentLength),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n", BadContentLength),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", BadContentLength),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", BadRequest),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", BadRequest),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", NotImplemented),
+            ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", BadRequest),
+            ("GET / HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n b\r\n\r\n", BadRequest),
+            ("GET / HTTP/1.1\r\nHost : a\r\n\r\n", BadRequest),
+            ("GET / HTTP/1.1\r\n\r\n", BadHost),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", BadHost),
+            ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", VersionNotSupported),
+            ("GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", ExpectationFailed),
+            ("GET  / HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
+        ];
+        for (head, want) in cases {
+            assert_eq!(code(head), want, "{head:?}");
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let config = Config {
+            max_body_bytes: 10,
+            max_target_bytes: 8,
+            ..Config::default()
+        };
+        let mut storage = [httparse::EMPTY_HEADER; 2];
+        let r = |head: &str, storage: &mut [httparse::Header<'_>]| {
+            // Re-borrow per call; the head string outlives the storage use.
+            let head: &'static str = Box::leak(head.to_owned().into_boxed_str());
+            parse_head(head.as_bytes(), storage, &config)
+                .map(|_| ())
+                .unwrap_err()
+                .code
+        };
+        assert_eq!(
+            r(
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n",
+                &mut storage
+            ),
+            ErrorCode::BodyTooLarge
+        );
+        assert_eq!(
+            r("GET /123456789 HTTP/1.1\r\nHost: a\r\n\r\n", &mut storage),
+            ErrorCode::UriTooLong
+        );
+        assert_eq!(
+            r(
+                "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n",
+                &mut storage
+            ),
+            ErrorCode::HeaderTooLarge
+        );
+        assert_eq!(
+            oversized_head(b"GET /aaaaaaaaaaaaaaaa", &config).code,
+            ErrorCode::UriTooLong
+        );
+        assert_eq!(
+            oversized_head(b"GET / HTTP/1.1\r\nX: yyyyyyyyyyyy", &config).code,
+            ErrorCode::HeaderTooLarge
+        );
+    }
+
+    #[test]
+    fn expect_continue_only_with_a_body() {
+        assert!(
+            parse(
+                "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+            )
+            .unwrap()
+            .2
+        );
+        assert!(
+            !parse("GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n")
+                .unwrap()
+                .2
+        );
+    }
+
+    /// Feeds `input` to the decoder in pieces of `step` bytes, as a socket would.
+    fn dechunk(input: &[u8], step: usize) -> Result<(Vec<u8>, Vec<u8>), Reject> {
+        let mut d = Dechunker::new();
+        let mut buf = Vec::new();
+        for piece in input.chunks(step) {
+            buf.extend_from_slice(piece);
+            let n = d.decode(&mut buf, 1 << 20)?;
+            buf.truncate(n);
+            if d.is_done() {
+                break;
+            }
+        }
+        assert!(d.is_done(), "not done");
+        let rest = buf.split_off(d.decoded());
+        Ok((buf, rest))
+    }
+
+    #[test]
+    fn chunked_decodes_in_place_at_any_fragmentation() {
+        let input = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\nGET /next";
+        for step in 1..input.len() {
+            let (body, rest) = dechunk(input, step).unwrap();
+            assert_eq!(body, b"hello world", "step {step}");
+            // Bytes after the body that arrived in the same piece are kept.
+            assert!(b"GET /next".starts_with(&rest), "step {step}: {rest:?}");
+        }
+    }
+
+    #[test]
+    fn chunked_errors() {
+        assert_eq!(
+            dechunk(b"zz\r\n", 64).unwrap_err().code,
+            ErrorCode::BadChunk
+        );
+        assert_eq!(
+            dechunk(b"3\r\nabcX\r\n0\r\n\r\n", 64).unwrap_err().code,
+            ErrorCode::BadChunk
+        );
+        let mut d = Dechunker::new();
+        let mut big = b"ffffff\r\n".to_vec();
+        assert_eq!(
+            d.decode(&mut big, 1000).unwrap_err().code,
+            ErrorCode::BodyTooLarge
+        );
+    }
+}

@@ -1,0 +1,401 @@
+//! The event loop: one `mio::Poll`, a `Slab` of connections keyed by token,
+//! the listener and the waker on fixed tokens, one timer heap, a local queue
+//! for work that no new edge will announce, and the drain.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use log::{debug, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::conn::{Conn, Ctx, Pool};
+use crate::encode::DateCache;
+use crate::shutdown::{Shared, DRAIN, NOW};
+use crate::{Config, Error, Handler, Report, Stats};
+
+const LISTENER: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+/// Accepts per turn before the loop serves its existing connections again.
+const ACCEPTS_PER_TURN: usize = 128;
+/// Back-off before accepting again after `EMFILE` and friends.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// At most one warning per this interval for a repeating accept failure.
+const WARN_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    Running,
+    Draining { deadline: Instant },
+    Stopped,
+}
+
+/// The engine behind [`Server`](crate::Server).
+#[derive(Debug)]
+pub(crate) struct Reactor {
+    poll: Poll,
+    events: Events,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    conns: Slab<Conn<TcpStream>>,
+    /// (deadline, slot): at most about one live entry per connection; see
+    /// `arm`. Stale entries are recognised by `Conn::armed` and skipped.
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    ready: VecDeque<usize>,
+    pool: Pool,
+    date: DateCache,
+    pub(crate) stats: Stats,
+    pub(crate) config: Config,
+    pub(crate) shared: Arc<Shared>,
+    life: Life,
+    now: Instant,
+    /// The listener said readable and `accept` has not yet hit `WouldBlock`.
+    accept_pending: bool,
+    accept_retry_at: Option<Instant>,
+    last_accept_warning: Option<Instant>,
+    drained: usize,
+    forced: usize,
+}
+
+impl Reactor {
+    pub(crate) fn new(mut listener: TcpListener, config: Config) -> Result<Reactor, Error> {
+        let poll = Poll::new().map_err(Error::poll)?;
+        let local_addr = listener.local_addr().map_err(Error::bind)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(Error::poll)?;
+        let waker = mio::Waker::new(poll.registry(), WAKER).map_err(Error::poll)?;
+        Ok(Reactor {
+            poll,
+            events: Events::with_capacity(256),
+            listener: Some(listener),
+            local_addr,
+            conns: Slab::new(),
+            timers: BinaryHeap::new(),
+            ready: VecDeque::new(),
+            pool: Pool::default(),
+            date: DateCache::new(),
+            stats: Stats::default(),
+            config,
+            shared: Arc::new(Shared::new(waker)),
+            life: Life::Running,
+            now: Instant::now(),
+            accept_pending: true, // connections may have queued before the first poll
+            accept_retry_at: None,
+            last_accept_warning: None,
+            drained: 0,
+            forced: 0,
+        })
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub(crate) fn report(&self) -> Report {
+        let mut stats = self.stats;
+        stats.connections = self.conns.len();
+        Report {
+            drained: self.drained,
+            forced: self.forced,
+            stats,
+        }
+    }
+
+    /// One turn of the loop. Returns `Ok(false)` once the server has stopped.
+    pub(crate) fn turn<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        timeout: Option<Duration>,
+    ) -> Result<bool, Error> {
+        self.now = Instant::now();
+        self.check_shutdown();
+        if self.check_finished() {
+            return Ok(false);
+        }
+        let timeout = self.next_timeout(timeout);
+        let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        let polled = self.poll.poll(&mut events, timeout);
+        self.now = Instant::now();
+        self.date.update(SystemTime::now());
+        match polled {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+            Err(e) => {
+                self.events = events;
+                return Err(Error::poll(e));
+            }
+        }
+        for ev in events.iter() {
+            match ev.token() {
+                LISTENER => self.accept_pending = true,
+                WAKER => {} // the shutdown state is re-read below
+                Token(key) => {
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        // Errors and hang-ups are hints: the next read or
+                        // write says what really happened.
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            conn.readable = true;
+                        }
+                        if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                            conn.writable = true;
+                        }
+                        self.drive(key, handler);
+                    }
+                }
+            }
+        }
+        self.events = events;
+        self.check_shutdown();
+        self.accept(handler);
+        for _ in 0..self.ready.len() {
+            let Some(key) = self.ready.pop_front() else {
+                break;
+            };
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.queued = false;
+                self.drive(key, handler);
+            }
+        }
+        self.fire_timers();
+        Ok(true)
+    }
+
+    fn ctx(&mut self) -> (&mut Slab<Conn<TcpStream>>, Ctx<'_>) {
+        let draining = matches!(self.life, Life::Draining { .. });
+        (
+            &mut self.conns,
+            Ctx {
+                config: &self.config,
+                now: self.now,
+                date: &self.date,
+                stats: &mut self.stats,
+                pool: &mut self.pool,
+                draining,
+            },
+        )
+    }
+
+    fn drive<H: Handler>(&mut self, key: usize, handler: &mut H) {
+        let (conns, mut ctx) = self.ctx();
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        let again = conn.drive(&mut ctx, handler);
+        self.settle(key, again);
+    }
+
+    /// After a connection has run: free it, queue it, re-register its
+    /// interest if the phase changed it, and arm its timer.
+    fn settle(&mut self, key: usize, again: bool) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.is_closed() {
+            self.conns.remove(key); // dropping the stream closes it
+            if self.accept_retry_at.is_some() {
+                self.accept_retry_at = None; // a descriptor is free again
+            }
+            if matches!(self.life, Life::Draining { .. }) {
+                self.drained += 1;
+            }
+            return;
+        }
+        if again && !conn.queued {
+            conn.queued = true;
+            self.ready.push_back(key);
+        }
+        let want = conn.interest();
+        if want != conn.registered {
+            match self
+                .poll
+                .registry()
+                .reregister(&mut conn.io, Token(key), want)
+            {
+                Ok(()) => conn.registered = want,
+                Err(e) => {
+                    warn!("reregister failed: {e}; closing the connection");
+                    self.conns.remove(key);
+                    return;
+                }
+            }
+        }
+        if let Some(d) = conn.deadline {
+            if conn.armed.is_none_or(|a| d < a) {
+                self.timers.push(Reverse((d, key)));
+                conn.armed = Some(d);
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        while let Some(&Reverse((at, key))) = self.timers.peek() {
+            if at > self.now {
+                break;
+            }
+            self.timers.pop();
+            let (conns, mut ctx) = self.ctx();
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
+            if conn.armed != Some(at) {
+                continue; // stale: a later entry or another connection's
+            }
+            conn.armed = None;
+            match conn.deadline {
+                Some(d) if d <= ctx.now => conn.on_timeout(&mut ctx),
+                _ => {} // moved later: `settle` re-arms it
+            }
+            self.settle(key, false);
+        }
+    }
+
+    fn next_timeout(&self, caller: Option<Duration>) -> Option<Duration> {
+        if !self.ready.is_empty() || (self.accept_pending && self.can_accept()) {
+            return Some(Duration::ZERO);
+        }
+        let mut t = caller;
+        let mut consider = |at: Instant| {
+            let d = at.saturating_duration_since(self.now);
+            t = Some(t.map_or(d, |x| x.min(d)));
+        };
+        if let Some(Reverse((at, _))) = self.timers.peek() {
+            consider(*at);
+        }
+        if let Life::Draining { deadline } = self.life {
+            consider(deadline);
+        }
+        if let Some(at) = self.accept_retry_at {
+            consider(at);
+        }
+        t
+    }
+
+    fn can_accept(&self) -> bool {
+        self.listener.is_some()
+            && self.conns.len() < self.config.max_connections
+            && self.accept_retry_at.is_none_or(|at| at <= self.now)
+    }
+
+    fn accept<H: Handler>(&mut self, handler: &mut H) {
+        if !self.accept_pending || !self.can_accept() {
+            return;
+        }
+        self.accept_retry_at = None;
+        for _ in 0..ACCEPTS_PER_TURN {
+            if self.conns.len() >= self.config.max_connections {
+                // Left in the kernel's queue; retried when a slot frees.
+                return;
+            }
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, Token(key), Interest::READABLE)
+                    {
+                        warn!("cannot register a new connection: {e}");
+                        continue;
+                    }
+                    entry.insert(Conn::new(stream, Some(peer), self.now, &self.config));
+                    self.stats.accepted += 1;
+                    self.drive(key, handler);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_pending = false;
+                    return;
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        || e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the queued connection
+                    // stays queued; try again after a back-off or when one of
+                    // ours closes. Never spin, never log per attempt.
+                    self.accept_retry_at = Some(self.now + ACCEPT_BACKOFF);
+                    if self
+                        .last_accept_warning
+                        .is_none_or(|t| self.now.duration_since(t) >= WARN_INTERVAL)
+                    {
+                        self.last_accept_warning = Some(self.now);
+                        warn!(
+                            "accept failed: {e}; pausing new connections ({} open)",
+                            self.conns.len()
+                        );
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Acts on a shutdown request. Re-read on every turn: the state is the
+    /// source of truth, the waker only shortens the wait.
+    fn check_shutdown(&mut self) {
+        let requested = self.shared.requested();
+        if requested >= NOW && self.life != Life::Stopped {
+            self.forced += self.conns.len();
+            if !self.conns.is_empty() {
+                info!("stopping now: closing {} connections", self.conns.len());
+            }
+            self.conns.clear();
+            self.close_listener();
+            self.life = Life::Stopped;
+        } else if requested >= DRAIN && self.life == Life::Running {
+            self.close_listener();
+            self.life = Life::Draining {
+                deadline: self.now + self.config.drain_timeout,
+            };
+            info!("draining {} connections", self.conns.len());
+            let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+            for key in keys {
+                let (conns, mut ctx) = self.ctx();
+                if let Some(conn) = conns.get_mut(key) {
+                    conn.begin_drain(&mut ctx);
+                }
+                self.settle(key, false);
+            }
+        }
+    }
+
+    fn close_listener(&mut self) {
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+            debug!("listener on {} closed", self.local_addr);
+        }
+    }
+
+    /// Whether the server has stopped (a drain that finished or timed out).
+    fn check_finished(&mut self) -> bool {
+        match self.life {
+            Life::Running => false,
+            Life::Stopped => true,
+            Life::Draining { deadline } => {
+                if !self.conns.is_empty() && self.now < deadline {
+                    return false;
+                }
+                if !self.conns.is_empty() {
+                    self.forced += self.conns.len();
+                    self.conns.clear();
+                }
+                info!(
+                    "shutdown complete: {} connections drained, {} forced",
+                    self.drained, self.forced
+                );
+                self.life = Life::Stopped;
+                true
+            }
+        }
+    }
+}

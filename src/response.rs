@@ -1,0 +1,213 @@
+//! [`Response`] and its [`Body`].
+
+use std::borrow::Cow;
+use std::fmt;
+use std::fs::File;
+use std::io;
+
+use crate::{header, ErrorCode};
+
+/// A response body. A closed enum, so the engine can choose how to send it:
+/// memory bodies go out with the head in one `sendmsg`, file ranges with
+/// `sendfile(2)` after it.
+pub enum Body {
+    /// No body (`Content-Length: 0`).
+    Empty,
+    /// Bytes that live for the whole program, sent without a copy.
+    Static(&'static [u8]),
+    /// Owned bytes.
+    Bytes(Vec<u8>),
+    /// `len` bytes of an open file from `offset`, sent with `sendfile(2)`.
+    /// If the file turns out shorter than promised, the connection is closed:
+    /// the response cannot be completed honestly.
+    File {
+        /// The open file.
+        file: File,
+        /// Where the body starts in the file.
+        offset: u64,
+        /// How many bytes the body has.
+        len: u64,
+    },
+}
+
+impl Body {
+    /// The body's length in bytes, as `Content-Length` announces it.
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::Static(b) => b.len() as u64,
+            Body::Bytes(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+
+    /// Whether the body has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Empty"),
+            Body::Static(b) => write!(f, "Static({} bytes)", b.len()),
+            Body::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Body::File { offset, len, .. } => write!(f, "File({len} bytes at {offset})"),
+        }
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(s: &'static str) -> Body {
+        Body::Static(s.as_bytes())
+    }
+}
+
+impl From<&'static [u8]> for Body {
+    fn from(b: &'static [u8]) -> Body {
+        Body::Static(b)
+    }
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Body {
+        Body::Bytes(s.into_bytes())
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(b: Vec<u8>) -> Body {
+        Body::Bytes(b)
+    }
+}
+
+/// A header name or value: borrowed for the `'static` constants of
+/// [`header`](crate::header), owned for computed values.
+pub type HeaderText = Cow<'static, str>;
+
+/// A response: status, headers and a [`Body`].
+///
+/// The server owns the framing: it writes `Content-Length`, `Date`, `Server`
+/// and `Connection` itself and drops those (and `Transfer-Encoding`) if a
+/// handler sets them, except that `Connection: close` from a handler is
+/// honoured. Header names or values that could split the response (CR, LF,
+/// NUL, a name that is not a token) are dropped and logged.
+///
+/// ```
+/// use keelhttp::{header, Response};
+/// let r = Response::text(200, "hello\n").with_header(header::CACHE_CONTROL, "no-store");
+/// assert_eq!(r.status(), 200);
+/// assert_eq!(r.header(header::CONTENT_TYPE), Some("text/plain; charset=utf-8"));
+/// ```
+#[derive(Debug)]
+pub struct Response {
+    status: u16,
+    headers: Vec<(HeaderText, HeaderText)>,
+    body: Body,
+}
+
+impl Response {
+    /// A response with an empty body. A status outside 100..=999 is sent as 500.
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+
+    /// A `text/plain; charset=utf-8` response.
+    pub fn text(status: u16, body: impl Into<Body>) -> Response {
+        Response::new(status)
+            .with_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .with_body(body)
+    }
+
+    /// An error response carrying a stable [`ErrorCode`]: its status, and a
+    /// `text/plain` body `"<code>: <detail>\n"`. A 503 also says
+    /// `Retry-After: 1`, so a load balancer moves on and comes back.
+    pub fn error(code: ErrorCode, detail: &str) -> Response {
+        let r = Response::text(code.status(), format!("{}: {detail}\n", code.as_str()));
+        if code.status() == 503 {
+            r.with_header(header::RETRY_AFTER, "1")
+        } else {
+            r
+        }
+    }
+
+    /// A `text/html; charset=utf-8` response.
+    pub fn html(status: u16, body: impl Into<Body>) -> Response {
+        Response::new(status)
+            .with_header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+            .with_body(body)
+    }
+
+    /// A response whose body is the whole of an open file, sent with
+    /// `sendfile(2)`.
+    ///
+    /// # Errors
+    /// The file's metadata cannot be read.
+    pub fn file(status: u16, file: File) -> io::Result<Response> {
+        let len = file.metadata()?.len();
+        Ok(Response::new(status).with_body(Body::File {
+            file,
+            offset: 0,
+            len,
+        }))
+    }
+
+    /// Replaces the body.
+    pub fn with_body(mut self, body: impl Into<Body>) -> Response {
+        self.body = body.into();
+        self
+    }
+
+    /// Adds a header. Use the [`header`](crate::header) constants for names.
+    pub fn with_header(
+        mut self,
+        name: impl Into<HeaderText>,
+        value: impl Into<HeaderText>,
+    ) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a header in place.
+    pub fn add_header(&mut self, name: impl Into<HeaderText>, value: impl Into<HeaderText>) {
+        self.headers.push((name.into(), value.into()));
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| &**v)
+    }
+
+    /// All headers, in the order they were added.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(n, v)| (&**n, &**v))
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    pub(crate) fn into_parts(self) -> (u16, Vec<(HeaderText, HeaderText)>, Body) {
+        (self.status, self.headers, self.body)
+    }
+}
+
+impl From<Body> for Response {
+    fn from(body: Body) -> Response {
+        Response::new(200).with_body(body)
+    }
+}

@@ -1,0 +1,151 @@
+//! [`Server`]: bind, run or poll, stop.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::reactor::Reactor;
+use crate::shutdown::ShutdownHandle;
+use crate::{Config, Error, Handler};
+
+/// Counters kept by the server loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connections open now.
+    pub connections: usize,
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Requests passed to the handler.
+    pub requests: u64,
+    /// Bytes written to clients (heads and bodies).
+    pub bytes_sent: u64,
+    /// Connections the client closed or reset mid-request or mid-response.
+    pub disconnects: u64,
+    /// Connections closed for missing a header, body or write deadline.
+    pub timeouts: u64,
+    /// Requests refused as malformed or over a limit (4xx/5xx from the server).
+    pub bad_requests: u64,
+    /// Handler panics (each answered with a 500).
+    pub panics: u64,
+}
+
+/// What `run` returns when the server has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Report {
+    /// Connections that closed by themselves during the drain.
+    pub drained: usize,
+    /// Connections still open at the drain deadline (or at `shutdown_now`),
+    /// closed by force.
+    pub forced: usize,
+    /// The counters at the end.
+    pub stats: Stats,
+}
+
+/// An HTTP/1.1 server on one thread.
+///
+/// ```no_run
+/// let server = keelhttp::Server::bind("127.0.0.1:8080", keelhttp::Config::default())?;
+/// let stop = server.shutdown_handle(); // Clone + Send: stop it from anywhere
+/// server.run(|req: &keelhttp::Request| keelhttp::Response::text(200, "hello\n"))?;
+/// # Ok::<(), keelhttp::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    reactor: Reactor,
+}
+
+impl Server {
+    /// Binds a listener (with `SO_REUSEADDR`, a backlog of 1024) to the first
+    /// address that works.
+    ///
+    /// # Errors
+    /// No address could be bound ([`ErrorKind::AddrInUse`](crate::ErrorKind)
+    /// when the port is taken), or the poller could not be created.
+    pub fn bind(addr: impl ToSocketAddrs, config: Config) -> Result<Server, Error> {
+        let mut last = None;
+        for a in addr.to_socket_addrs().map_err(Error::bind)? {
+            match mio::net::TcpListener::bind(a) {
+                Ok(l) => {
+                    return Ok(Server {
+                        reactor: Reactor::new(l, config)?,
+                    })
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(Error::bind(last.unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+        })))
+    }
+
+    /// Serves on a listener the caller bound (and perhaps inherited).
+    ///
+    /// # Errors
+    /// The listener cannot be made non-blocking or registered.
+    pub fn from_listener(listener: std::net::TcpListener, config: Config) -> Result<Server, Error> {
+        listener.set_nonblocking(true).map_err(Error::bind)?;
+        let l = mio::net::TcpListener::from_std(listener);
+        Ok(Server {
+            reactor: Reactor::new(l, config)?,
+        })
+    }
+
+    /// The address the server listens on (with the real port after binding
+    /// port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.reactor.local_addr()
+    }
+
+    /// A handle that stops the server from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            shared: self.reactor.shared.clone(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.reactor.config
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> Stats {
+        self.report().stats
+    }
+
+    /// The drain counts and counters so far.
+    pub fn report(&self) -> Report {
+        self.reactor.report()
+    }
+
+    /// Serves until a [`ShutdownHandle`] stops it and the drain ends.
+    ///
+    /// SIGPIPE is blocked on this thread while it runs (and any SIGPIPE
+    /// `sendfile` raises is consumed), so a host process with the default
+    /// disposition survives clients that disconnect; the process-wide
+    /// disposition is never changed.
+    ///
+    /// # Errors
+    /// Only if the poller itself fails; request-level errors become responses.
+    pub fn run<H: Handler>(mut self, mut handler: H) -> Result<Report, Error> {
+        let _sigpipe = crate::sys::SigpipeGuard::new();
+        while self.reactor.turn(&mut handler, None)? {}
+        Ok(self.reactor.report())
+    }
+
+    /// One turn of the loop, for a host program that owns its loop: waits at
+    /// most `timeout` (`None`: until something happens) for events, then
+    /// serves them. Returns `Ok(false)` once the server has stopped.
+    ///
+    /// # Errors
+    /// Only if the poller itself fails.
+    pub fn poll_once<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        timeout: Option<Duration>,
+    ) -> Result<bool, Error> {
+        let _sigpipe = crate::sys::SigpipeGuard::new();
+        self.reactor.turn(handler, timeout)
+    }
+}

@@ -1,0 +1,141 @@
+//! The crate's only `unsafe`: thin wrappers around the libc calls std does not
+//! offer (`sendmsg` with `MSG_NOSIGNAL | MSG_MORE`, `sendfile(2)`, the thread's
+//! SIGPIPE mask, `getrlimit`). Each block wraps exactly one call.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, RawFd};
+
+/// Turns a libc `-1` return into `last_os_error()`.
+fn cvt(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// `sendmsg(2)` of `bufs` with `MSG_NOSIGNAL` (a vanished peer is `EPIPE`, never
+/// a signal) and, when `more` is set, `MSG_MORE` (the kernel holds a partial
+/// segment because a file body follows).
+pub(crate) fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>], more: bool) -> io::Result<usize> {
+    // SAFETY: an all-zero msghdr is a valid "no name, no control data" header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+    let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+    // SAFETY: IoSlice is ABI-compatible with iovec (std guarantees it on unix),
+    // msg points at `bufs`, which outlives the call; fd is owned by the caller.
+    cvt(unsafe { libc::sendmsg(fd, &msg, flags) })
+}
+
+/// `sendfile(2)` of up to `len` bytes of `file` from `offset` to the socket `fd`.
+/// Returns the bytes sent; 0 means the file ended before `offset + len`.
+#[cfg(target_os = "linux")]
+pub(crate) fn send_file(fd: RawFd, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+    // The kernel sends at most 0x7ffff000 bytes per call; asking for less is fine.
+    let len = len.min(0x7fff_f000);
+    #[cfg(target_env = "gnu")]
+    {
+        let mut off = offset as libc::off64_t;
+        // SAFETY: both fds are open for the duration of the call and `off` is a
+        // valid, exclusively borrowed off64_t (64-bit offsets on 32-bit hosts too).
+        cvt(unsafe { libc::sendfile64(fd, file.as_raw_fd(), &mut off, len) })
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        let mut off = offset as libc::off_t;
+        // SAFETY: as above; on musl and others off_t is 64 bits wide.
+        cvt(unsafe { libc::sendfile(fd, file.as_raw_fd(), &mut off, len) })
+    }
+}
+
+/// Fallback for systems without Linux `sendfile`: `pread` into a stack buffer,
+/// then one `send`. Correct, not zero-copy.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn send_file(fd: RawFd, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 16 * 1024];
+    let n = len.min(buf.len());
+    let got = file.read_at(&mut buf[..n], offset)?;
+    if got == 0 {
+        return Ok(0);
+    }
+    send_vectored(fd, &[IoSlice::new(&buf[..got])], false)
+}
+
+/// Blocks SIGPIPE in the calling thread for as long as the guard lives, then
+/// restores the previous mask. `sendfile(2)` has no `MSG_NOSIGNAL`: on a peer
+/// that has gone it raises SIGPIPE, which kills a host process whose
+/// disposition is the default. Blocked, the signal stays pending on this
+/// thread, and [`consume_sigpipe`] takes it before the mask is restored.
+#[derive(Debug)]
+pub(crate) struct SigpipeGuard {
+    old: libc::sigset_t,
+}
+
+fn sigpipe_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set it is given; zeroed is a valid start.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, exclusively borrowed sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    // SAFETY: as above; SIGPIPE is a valid signal number.
+    unsafe { libc::sigaddset(&mut set, libc::SIGPIPE) };
+    set
+}
+
+impl SigpipeGuard {
+    pub(crate) fn new() -> SigpipeGuard {
+        let set = sigpipe_set();
+        // SAFETY: zeroed is a valid sigset_t for pthread_sigmask to overwrite.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are to valid sigset_t values; this only changes
+        // the calling thread's mask.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+        SigpipeGuard { old }
+    }
+}
+
+impl Drop for SigpipeGuard {
+    fn drop(&mut self) {
+        consume_sigpipe();
+        // SAFETY: restores the mask saved in `new`, on the same thread (the guard
+        // is not Send: sigset_t is plain data, but the guard lives on one stack).
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}
+
+/// Takes a pending SIGPIPE off this thread, if there is one, without waiting.
+/// Called after an `EPIPE` so the signal never fires when the mask is restored.
+pub(crate) fn consume_sigpipe() {
+    let set = sigpipe_set();
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    loop {
+        // SAFETY: `set` and `zero` are valid for the call; a null siginfo is allowed.
+        let r = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
+        if r == libc::SIGPIPE {
+            continue; // another might be pending from an earlier call
+        }
+        break; // EAGAIN: nothing pending
+    }
+}
+
+/// The soft `RLIMIT_NOFILE`, or `None` if it cannot be read or is unlimited.
+pub(crate) fn nofile_limit() -> Option<u64> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `rl` is a valid, exclusively borrowed rlimit.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
+    if r != 0 || rl.rlim_cur == libc::RLIM_INFINITY {
+        None
+    } else {
+        #[allow(clippy::unnecessary_cast)] // rlim_t is 32 bits on some targets
+        Some(rl.rlim_cur as u64)
+    }
+}
