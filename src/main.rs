@@ -123,9 +123,11 @@ fn run(args: &Args) -> ExitCode {
 }
 
 fn fail(msg: &str) -> ExitCode {
-    log::error!("{msg}");
-    // Also on stderr directly, in case RUST_LOG hides errors.
-    if log::max_level() < log::LevelFilter::Error {
+    // Straight to stderr when RUST_LOG filters this module's errors out (a
+    // global level check is not enough: filters are per target).
+    if log::log_enabled!(log::Level::Error) {
+        log::error!("{msg}");
+    } else {
         let _ = writeln!(std::io::stderr(), "keel: {msg}");
     }
     ExitCode::from(1)
