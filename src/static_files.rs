@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use log::{error, warn};
+use log::{debug, error, warn};
 
 use crate::{header, Body, ErrorCode, Handler, Request, Response};
 
@@ -22,9 +22,13 @@ use crate::{header, Body, ErrorCode, Handler, Request, Response};
 /// server.run(handler)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StaticFiles {
     root: PathBuf,
+    /// The root, open, for `openat2` lookups beneath it.
+    dir: File,
+    /// Whether the kernel has `openat2`; if not, a slower path check is used.
+    beneath: bool,
 }
 
 impl StaticFiles {
@@ -40,7 +44,12 @@ impl StaticFiles {
                 format!("{} is not a directory", root.display()),
             ));
         }
-        Ok(StaticFiles { root })
+        let dir = File::open(&root)?;
+        Ok(StaticFiles {
+            root,
+            dir,
+            beneath: true,
+        })
     }
 
     /// The canonical root directory.
@@ -48,7 +57,7 @@ impl StaticFiles {
         &self.root
     }
 
-    fn serve(&self, req: &Request<'_>) -> Result<Response, Response> {
+    fn serve(&mut self, req: &Request<'_>) -> Result<Response, Response> {
         let path = req.path();
         if !path.starts_with('/') {
             return Err(Response::error(
@@ -58,9 +67,9 @@ impl StaticFiles {
         }
         let rel = decode_path(path)
             .ok_or_else(|| Response::error(ErrorCode::NotFound, "no such file"))?;
-        let mut full = self.root.join(&rel);
-        let mut file = open(&full)?;
-        let mut meta = file.metadata().map_err(|e| internal(&full, &e))?;
+        let mut rel = rel;
+        let mut file = self.open(&rel)?;
+        let mut meta = file.metadata().map_err(|e| internal(&rel, &e))?;
         if meta.is_dir() {
             if !path.ends_with('/') {
                 let mut location = format!("{path}/");
@@ -70,32 +79,49 @@ impl StaticFiles {
                 }
                 return Ok(Response::text(301, "moved\n").with_header(header::LOCATION, location));
             }
-            full.push("index.html");
-            file = open(&full)?;
-            meta = file.metadata().map_err(|e| internal(&full, &e))?;
+            rel.push("index.html");
+            file = self.open(&rel)?;
+            meta = file.metadata().map_err(|e| internal(&rel, &e))?;
             if !meta.is_file() {
                 return Err(Response::error(ErrorCode::NotFound, "no such file"));
             }
         } else if !meta.is_file() {
             return Err(Response::error(ErrorCode::NotFound, "no such file"));
         }
-        // Symlinks are followed only while they stay inside the root.
-        match std::fs::canonicalize(&full) {
-            Ok(real) if real.starts_with(&self.root) => {}
-            Ok(_) => {
-                warn!("refusing {}: it resolves outside the root", full.display());
-                return Err(Response::error(ErrorCode::NotFound, "no such file"));
-            }
-            Err(e) => return Err(internal(&full, &e)),
-        }
         let len = meta.len();
         Ok(Response::new(200)
-            .with_header(header::CONTENT_TYPE, mime_type(&full))
+            .with_header(header::CONTENT_TYPE, mime_type(&rel))
             .with_body(Body::File {
                 file,
                 offset: 0,
                 len,
             }))
+    }
+}
+
+impl StaticFiles {
+    /// Opens `rel` for reading, following symlinks only while they stay
+    /// inside the root: `openat2(RESOLVE_BENEATH)` on the root's descriptor
+    /// (race-free, one syscall), or, on kernels without it, an open by path
+    /// and a check of the real path afterwards.
+    fn open(&mut self, rel: &Path) -> Result<File, Response> {
+        if self.beneath {
+            match crate::sys::open_beneath(&self.dir, rel) {
+                Ok(f) => return Ok(f),
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                    warn!("openat2 is not available; checking real paths instead");
+                    self.beneath = false;
+                }
+                Err(e) => return Err(open_error(rel, &e)),
+            }
+        }
+        let full = self.root.join(rel);
+        let file = File::open(&full).map_err(|e| open_error(rel, &e))?;
+        match std::fs::canonicalize(&full) {
+            Ok(real) if real.starts_with(&self.root) => Ok(file),
+            Ok(_) => Err(open_error(rel, &io::Error::from_raw_os_error(libc::EXDEV))),
+            Err(e) => Err(open_error(rel, &e)),
+        }
     }
 }
 
@@ -109,18 +135,24 @@ impl Handler for StaticFiles {
     }
 }
 
-fn open(path: &Path) -> Result<File, Response> {
-    File::open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
+/// Missing (or outside the root, or a symlink loop): 404. Unreadable: 403.
+/// Anything else is a server problem: 500, never 404.
+fn open_error(rel: &Path, e: &io::Error) -> Response {
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG) => {
             Response::error(ErrorCode::NotFound, "no such file")
         }
-        io::ErrorKind::PermissionDenied => Response::error(ErrorCode::Forbidden, "not readable"),
-        _ => internal(path, &e),
-    })
+        Some(libc::EXDEV | libc::ELOOP) => {
+            debug!("refusing /{}: it resolves outside the root", rel.display());
+            Response::error(ErrorCode::NotFound, "no such file")
+        }
+        Some(libc::EACCES | libc::EPERM) => Response::error(ErrorCode::Forbidden, "not readable"),
+        _ => internal(rel, e),
+    }
 }
 
-fn internal(path: &Path, e: &io::Error) -> Response {
-    error!("cannot serve {}: {e}", path.display());
+fn internal(rel: &Path, e: &io::Error) -> Response {
+    error!("cannot serve /{}: {e}", rel.display());
     Response::error(ErrorCode::Internal, "cannot read the file")
 }
 

@@ -285,6 +285,7 @@ impl Client {
                 String::from_utf8_lossy(&self.buf[..self.buf.len().min(200)])
             ),
             Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {} // EINTR under load
             Err(e) => panic!("reading {what}: {e}"),
         }
     }

@@ -102,6 +102,7 @@ pub fn read_response_to(s: &mut TcpStream, head_request: bool) -> Resp {
                 String::from_utf8_lossy(&head)
             ),
             Ok(_) => head.push(byte[0]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {} // EINTR under load: retry
             Err(e) => panic!("reading a response head: {e}"),
         }
     }
