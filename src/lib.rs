@@ -56,6 +56,7 @@ mod request;
 mod response;
 mod server;
 mod shutdown;
+mod signals;
 mod static_files;
 mod sys;
 
@@ -66,6 +67,7 @@ pub use request::{Request, Version};
 pub use response::{Body, HeaderText, Response};
 pub use server::{Report, Server, Stats};
 pub use shutdown::ShutdownHandle;
+pub use signals::stop_on_signals;
 pub use static_files::StaticFiles;
 
 /// Formats a time as an HTTP date (IMF-fixdate, RFC 9110 §5.6.7), e.g.

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use keelhttp::{Config, ErrorKind, Server, StaticFiles};
 
@@ -23,16 +23,30 @@ Arguments:
 Options:
   -p, --port N      TCP port [default: 8080]
   -a, --addr IP     address to listen on, IPv4 or IPv6 [default: 0.0.0.0; use :: for IPv6]
+      --drain-timeout SECS
+                    on SIGTERM/SIGINT, how long responses in flight may take to
+                    finish before they are cut [default: 10]
   -h, --help        print this help
   -V, --version     print the version
 
+Signals: SIGTERM or SIGINT drains (the listener closes at once, responses in
+flight finish); a second one stops at once. SIGHUP is ignored.
+
+Exit status: 0 after a clean stop; 1 on a runtime error (e.g. the port is in
+use); 2 on bad usage; 3 when the drain deadline passed (or a second signal
+came) and connections were cut.
+
 Logging: RUST_LOG=warn silences the access log; RUST_LOG=debug shows more.
 ";
+
+/// Exit status when the drain had to cut connections.
+const EXIT_FORCED: u8 = 3;
 
 struct Args {
     dir: PathBuf,
     addr: IpAddr,
     port: u16,
+    drain_timeout: Duration,
 }
 
 enum Parsed {
@@ -57,6 +71,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut dir = None;
     let mut addr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     let mut port = 8080u16;
+    let mut drain_timeout = Config::default().drain_timeout;
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
@@ -86,6 +101,15 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
                 let v = v.trim_start_matches('[').trim_end_matches(']');
                 addr = v.parse().map_err(|_| format!("invalid address '{v}'"))?;
             }
+            "--drain-timeout" => {
+                let v = value("--drain-timeout")?;
+                drain_timeout = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 86_400.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| format!("invalid drain timeout '{v}' (seconds)"))?;
+            }
             f if f.starts_with('-') && f != "-" => return Err(format!("unknown option '{f}'")),
             _ if dir.is_none() => dir = Some(PathBuf::from(arg)),
             _ => return Err(format!("unexpected argument '{arg}'")),
@@ -95,6 +119,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
         dir: dir.unwrap_or_else(|| PathBuf::from(".")),
         addr,
         port,
+        drain_timeout,
     }))
 }
 
@@ -104,7 +129,9 @@ fn run(args: &Args) -> ExitCode {
         Err(e) => return fail(&format!("cannot serve {}: {e}", args.dir.display())),
     };
     let addr = SocketAddr::new(args.addr, args.port);
-    let server = match Server::bind(addr, Config::default()) {
+    let mut config = Config::default();
+    config.drain_timeout = args.drain_timeout;
+    let server = match Server::bind(addr, config) {
         Ok(s) => s,
         Err(e) if e.kind() == ErrorKind::AddrInUse => {
             return fail(&format!("port {} is in use (on {addr})", args.port))
@@ -116,7 +143,14 @@ fn run(args: &Args) -> ExitCode {
         handler.root().display(),
         server.local_addr()
     );
+    if let Err(e) = keelhttp::stop_on_signals(server.shutdown_handle()) {
+        return fail(&format!("cannot set up signal handling: {e}"));
+    }
     match server.run(handler) {
+        Ok(report) if report.forced > 0 => {
+            log::warn!("{} connections were cut at shutdown", report.forced);
+            ExitCode::from(EXIT_FORCED)
+        }
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }

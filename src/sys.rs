@@ -178,3 +178,42 @@ pub(crate) fn open_beneath(dir: &File, rel: &std::path::Path) -> io::Result<File
 pub(crate) fn open_beneath(_dir: &File, _rel: &std::path::Path) -> io::Result<File> {
     Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
+
+/// The set of `signals`.
+fn sigset_of(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set; zeroed is a valid start.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, exclusively borrowed sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    for &s in signals {
+        // SAFETY: as above; callers pass valid signal numbers.
+        unsafe { libc::sigaddset(&mut set, s) };
+    }
+    set
+}
+
+/// Blocks `signals` in the calling thread; threads it creates afterwards
+/// inherit the mask, so the signals are left pending for [`wait_signal`].
+pub(crate) fn block_signals(signals: &[libc::c_int]) -> io::Result<()> {
+    let set = sigset_of(signals);
+    // SAFETY: `set` is valid; a null old-set pointer is allowed.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(r))
+    }
+}
+
+/// Waits for one of `signals` (which must be blocked) and returns it.
+pub(crate) fn wait_signal(signals: &[libc::c_int]) -> io::Result<libc::c_int> {
+    let set = sigset_of(signals);
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` and `sig` are valid for the call; sigwait only writes `sig`.
+    let r = unsafe { libc::sigwait(&set, &mut sig) };
+    if r == 0 {
+        Ok(sig)
+    } else {
+        Err(io::Error::from_raw_os_error(r))
+    }
+}

@@ -4,44 +4,14 @@
 
 mod util;
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Command, Stdio};
 
-use util::{pattern, TempDir};
+use util::{pattern, KeelProcess, TempDir};
 
-struct Keel(Child, u16);
-
-impl Keel {
-    fn start(dir: &Path) -> Keel {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_keel"))
-            .arg(dir)
-            .args(["--addr", "127.0.0.1", "--port", &port.to_string()])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn keel");
-        let keel = Keel(child, port);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "keel did not start listening");
-            std::thread::sleep(Duration::from_millis(10)); // poll interval, bounded above
-        }
-        keel
-    }
-}
-
-impl Drop for Keel {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// `keel` serving `dir` on 127.0.0.1.
+fn start(dir: &TempDir) -> KeelProcess {
+    KeelProcess::start(dir.path(), IpAddr::V4(Ipv4Addr::LOCALHOST), "warn")
 }
 
 fn have(tool: &str) -> bool {
@@ -59,8 +29,8 @@ fn have(tool: &str) -> bool {
 
 fn docroot() -> TempDir {
     let dir = TempDir::new("clients");
-    std::fs::write(dir.0.join("index.html"), b"<h1>hi</h1>\n").unwrap();
-    std::fs::write(dir.0.join("data.bin"), pattern(3 << 20, 9)).unwrap();
+    dir.write("index.html", b"<h1>hi</h1>\n");
+    dir.write("data.bin", &pattern(3 << 20, 9));
     dir
 }
 
@@ -70,8 +40,8 @@ fn curl_downloads_byte_identical_files() {
         return;
     }
     let dir = docroot();
-    let keel = Keel::start(&dir.0);
-    let url = format!("http://127.0.0.1:{}", keel.1);
+    let keel = start(&dir);
+    let url = format!("http://{}", keel.addr());
     let out = Command::new("curl")
         .args(["-sS", "--fail", "--max-time", "20"])
         .arg(format!("{url}/data.bin"))
@@ -98,7 +68,7 @@ fn python_http_client_keeps_alive_and_reads_everything() {
         return;
     }
     let dir = docroot();
-    let keel = Keel::start(&dir.0);
+    let keel = start(&dir);
     let script = format!(
         r#"
 import http.client, hashlib, sys
@@ -119,7 +89,7 @@ r = c.getresponse()
 assert r.status == 404, r.status
 r.read()
 "#,
-        port = keel.1
+        port = keel.addr().port()
     );
     let out = Command::new("python3")
         .args(["-c", &script])
