@@ -13,9 +13,13 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// Most connections open at once. Past it, new connections wait in the
-    /// kernel's accept queue. Default: the soft `RLIMIT_NOFILE` less 32 for the
-    /// files being served and the process's own descriptors (at least 16).
+    /// Most connections served at once. Past it, up to one sixteenth more
+    /// (at least 1) are accepted only to be answered `503` with
+    /// `Retry-After` and the code `unavailable`, so a client or load balancer
+    /// learns at once to go elsewhere; past that too, new connections wait in
+    /// the kernel's accept queue. Memory and CPU stay bounded either way.
+    /// Default: fifteen sixteenths of the soft `RLIMIT_NOFILE` less 32 (kept
+    /// for served files and the process's own descriptors), at least 16.
     pub max_connections: usize,
     /// Largest request head (request line and header fields), in bytes.
     /// Default 16 KiB. Larger: 431.
@@ -43,6 +47,20 @@ pub struct Config {
     /// sending (an error mid-upload), how long unread input is drained so the
     /// client reads the response instead of a reset. Default 2 s.
     pub linger_timeout: Duration,
+    /// The path of a status endpoint that the server answers itself, before
+    /// the handler: JSON counters (`uptime`, `connections`, `requests`,
+    /// `bytes_sent`, `disconnects`, `timeouts`, `rejected`, `draining`), 200
+    /// while serving and 503 with `Retry-After` and the code `draining` once
+    /// shutdown has begun. Default: `None` (off).
+    pub status_path: Option<String>,
+}
+
+impl Config {
+    /// Connections accepted past `max_connections` only to be refused with a
+    /// 503.
+    pub(crate) fn overflow(&self) -> usize {
+        (self.max_connections / 16).max(1)
+    }
 }
 
 /// Hard upper bound for [`Config::max_headers`] (the parser's header array
@@ -52,7 +70,7 @@ pub(crate) const MAX_HEADERS_CAP: usize = 128;
 impl Default for Config {
     fn default() -> Config {
         let max_connections = crate::sys::nofile_limit()
-            .map(|n| n.saturating_sub(32).clamp(16, 1 << 20) as usize)
+            .map(|n| (n.saturating_sub(32) * 15 / 16).clamp(16, 1 << 20) as usize)
             .unwrap_or(1024);
         Config {
             max_connections,
@@ -65,6 +83,7 @@ impl Default for Config {
             stall_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
             linger_timeout: Duration::from_secs(2),
+            status_path: None,
         }
     }
 }

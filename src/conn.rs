@@ -17,6 +17,7 @@ use crate::config::{Config, MAX_HEADERS_CAP};
 use crate::encode::{self, ConnHeader, DateCache};
 use crate::error::{is_disconnect, ErrorCode};
 use crate::parse::{self, Dechunker, Framing, Head, Reject};
+use crate::ratelimit::{Logs, Suppressed};
 use crate::request::Version;
 use crate::response::Body;
 use crate::{header, Handler, Request, Response, Stats};
@@ -106,7 +107,11 @@ pub(crate) struct Ctx<'a> {
     pub(crate) date: &'a DateCache,
     pub(crate) stats: &'a mut Stats,
     pub(crate) pool: &'a mut Pool,
+    pub(crate) logs: &'a mut Logs,
     pub(crate) draining: bool,
+    /// Open connections, for the status endpoint.
+    pub(crate) connections: usize,
+    pub(crate) started: Instant,
 }
 
 #[derive(Debug)]
@@ -194,6 +199,8 @@ pub(crate) struct Conn<T> {
     out: Out,
     keep_alive: bool,
     linger_after: bool,
+    /// Accepted past `max_connections`: its request is answered with a 503.
+    overloaded: bool,
     /// The timer: when this connection next needs attention.
     pub(crate) deadline: Option<Instant>,
     /// The earliest entry the reactor's timer heap holds for this slot.
@@ -226,7 +233,13 @@ impl fmt::Display for Peer {
 }
 
 impl<T: Transport> Conn<T> {
-    pub(crate) fn new(io: T, peer: Option<SocketAddr>, now: Instant, config: &Config) -> Conn<T> {
+    pub(crate) fn new(
+        io: T,
+        peer: Option<SocketAddr>,
+        now: Instant,
+        config: &Config,
+        overloaded: bool,
+    ) -> Conn<T> {
         Conn {
             io,
             peer,
@@ -245,6 +258,7 @@ impl<T: Transport> Conn<T> {
             out: Out::None,
             keep_alive: false,
             linger_after: false,
+            overloaded,
             deadline: Some(now + config.header_timeout),
             armed: None,
             registered: Interest::READABLE,
@@ -381,8 +395,8 @@ impl<T: Transport> Conn<T> {
         if is_disconnect(e) {
             ctx.stats.disconnects += 1;
             debug!("{} disconnected during {what}: {e}", Peer(self.peer));
-        } else {
-            warn!("{} {what} failed: {e}", Peer(self.peer));
+        } else if let Some(n) = ctx.logs.io.allow(ctx.now) {
+            warn!("{} {what} failed: {e}{}", Peer(self.peer), Suppressed(n));
         }
         self.close(ctx);
     }
@@ -403,7 +417,13 @@ impl<T: Transport> Conn<T> {
             }
             budget.requests += 1;
             self.scan = 0;
-            if head_len > ctx.config.max_head_bytes {
+            if self.overloaded {
+                let r = Reject {
+                    code: ErrorCode::Unavailable,
+                    detail: "the server is at its connection limit",
+                };
+                self.reject(ctx, r);
+            } else if head_len > ctx.config.max_head_bytes {
                 self.reject(ctx, parse::oversized_head(data, ctx.config));
             } else {
                 self.on_head(ctx, handler, head_len);
@@ -593,7 +613,11 @@ impl<T: Transport> Conn<T> {
     /// Refuses the request: a complete error response, then a close, since
     /// the framing of anything after it is in doubt.
     fn reject(&mut self, ctx: &mut Ctx<'_>, r: Reject) {
-        ctx.stats.bad_requests += 1;
+        if r.code == ErrorCode::Unavailable {
+            ctx.stats.rejected += 1;
+        } else {
+            ctx.stats.bad_requests += 1;
+        }
         debug!(
             "{} refused: {} {}: {}",
             Peer(self.peer),
@@ -601,6 +625,10 @@ impl<T: Transport> Conn<T> {
             r.code,
             r.detail
         );
+        let mut resp = Response::error(r.code, r.detail);
+        if parse::raw_accepts_json(&self.rbuf[self.start..self.end]) {
+            resp.render_error_as_json();
+        }
         self.start = self.end;
         self.linger_after = true;
         let info = Info {
@@ -608,13 +636,18 @@ impl<T: Transport> Conn<T> {
             keep_alive: false,
             is_head: false,
         };
-        self.respond(ctx, Response::error(r.code, r.detail), info);
+        self.respond(ctx, resp, info);
     }
 
     fn respond(&mut self, ctx: &mut Ctx<'_>, resp: Response, info: Info) {
         let (mut status, headers, body) = resp.into_parts();
         if !(200..=999).contains(&status) {
-            warn!("handler returned status {status}; sending 500");
+            if let Some(n) = ctx.logs.handler.allow(ctx.now) {
+                warn!(
+                    "handler returned status {status}; sending 500{}",
+                    Suppressed(n)
+                );
+            }
             status = 500;
         }
         let mut keep = info.keep_alive && !ctx.draining;
@@ -636,9 +669,10 @@ impl<T: Transport> Conn<T> {
         if self.wbuf.capacity() == 0 {
             self.wbuf = ctx.pool.take_write();
         }
+        let (logs, now) = (&mut ctx.logs.handler, ctx.now);
         let kept = headers
             .iter()
-            .filter(|(n, v)| keep_header(n, v))
+            .filter(|(n, v)| keep_header(n, v, logs, now))
             .map(|(n, v)| (&**n, &**v));
         let length = (!no_body).then(|| body.len());
         encode::encode_head(
@@ -703,11 +737,14 @@ impl<T: Transport> Conn<T> {
                     let want = (*remaining).min((SEND_BUDGET - budget.sent) as u64) as usize;
                     match self.io.send_file(file, *offset, want) {
                         Ok(0) => {
-                            error!(
-                                "{} file ended {} bytes short of the promised length; closing",
-                                Peer(self.peer),
-                                remaining
-                            );
+                            if let Some(n) = ctx.logs.short_file.allow(ctx.now) {
+                                error!(
+                                    "{} file ended {} bytes short of the promised length; closing{}",
+                                    Peer(self.peer),
+                                    remaining,
+                                    Suppressed(n)
+                                );
+                            }
                             self.close(ctx);
                             return Step::Continue;
                         }
@@ -816,25 +853,44 @@ fn call<H: Handler>(
         keep_alive: head.keep_alive,
         is_head: head.method == "HEAD",
     };
-    let resp = match catch_unwind(AssertUnwindSafe(|| handler.handle(&req))) {
-        Ok(resp) => resp,
-        Err(payload) => {
-            ctx.stats.panics += 1;
-            let msg = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("(non-string payload)");
-            error!(
-                "{} handler panicked on {} {}: {msg}",
-                Peer(peer),
-                head.method,
-                head.target
-            );
-            info.keep_alive = false;
-            Response::error(ErrorCode::Internal, "the handler failed")
+    let status_endpoint = ctx
+        .config
+        .status_path
+        .as_deref()
+        .is_some_and(|p| p == req.path() && matches!(req.method, "GET" | "HEAD"));
+    let mut resp = if status_endpoint {
+        status_response(ctx)
+    } else {
+        match catch_unwind(AssertUnwindSafe(|| handler.handle(&req))) {
+            Ok(resp) => resp,
+            Err(payload) => {
+                ctx.stats.panics += 1;
+                if let Some(n) = ctx.logs.panic.allow(ctx.now) {
+                    let msg = payload
+                        .downcast_ref::<&str>()
+                        .copied()
+                        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                        .unwrap_or("(non-string payload)");
+                    error!(
+                        "{} handler panicked on {} {}: {msg}{}",
+                        Peer(peer),
+                        head.method,
+                        head.target,
+                        Suppressed(n)
+                    );
+                }
+                info.keep_alive = false;
+                Response::error(ErrorCode::Internal, "the handler failed")
+            }
         }
     };
+    if resp.error_code().is_some()
+        && req
+            .header(header::ACCEPT)
+            .is_some_and(|a| parse::accepts_json(a.as_bytes()))
+    {
+        resp.render_error_as_json();
+    }
     info!(
         target: "keelhttp::access",
         "{} \"{} {} {}\" {} {}",
@@ -848,9 +904,48 @@ fn call<H: Handler>(
     (resp, info)
 }
 
+/// The status endpoint's answer: JSON counters; 503 `draining` once
+/// shutdown has begun, so a load balancer moves on.
+fn status_response(ctx: &Ctx<'_>) -> Response {
+    let st = &ctx.stats;
+    let uptime = ctx.now.duration_since(ctx.started).as_secs_f64();
+    let mut body = format!(
+        "{{\"uptime\":{uptime:.3},\"connections\":{},\"requests\":{},\"bytes_sent\":{},\
+         \"disconnects\":{},\"timeouts\":{},\"rejected\":{},\"draining\":{}",
+        ctx.connections,
+        st.requests,
+        st.bytes_sent,
+        st.disconnects,
+        st.timeouts,
+        st.rejected,
+        ctx.draining
+    );
+    if ctx.draining {
+        body.push_str(
+            ",\"error\":{\"code\":\"draining\",\"message\":\"the server is shutting down\"}}\n",
+        );
+        Response::new(ErrorCode::Draining.status())
+            .with_header(header::CONTENT_TYPE, "application/json")
+            .with_header(header::RETRY_AFTER, "1")
+            .with_header(header::CACHE_CONTROL, "no-store")
+            .with_body(body)
+    } else {
+        body.push_str("}\n");
+        Response::new(200)
+            .with_header(header::CONTENT_TYPE, "application/json")
+            .with_header(header::CACHE_CONTROL, "no-store")
+            .with_body(body)
+    }
+}
+
 /// The server owns framing; a handler's own copies of these are dropped, as
 /// is anything that could split the response.
-fn keep_header(name: &str, value: &str) -> bool {
+fn keep_header(
+    name: &str,
+    value: &str,
+    logs: &mut crate::ratelimit::LogLimit,
+    now: Instant,
+) -> bool {
     const OWNED: [&str; 5] = [
         header::CONTENT_LENGTH,
         header::TRANSFER_ENCODING,
@@ -862,7 +957,9 @@ fn keep_header(name: &str, value: &str) -> bool {
         return false;
     }
     if !encode::header_is_safe(name, value) {
-        warn!("dropping unsafe response header {name:?}");
+        if let Some(n) = logs.allow(now) {
+            warn!("dropping unsafe response header {name:?}{}", Suppressed(n));
+        }
         return false;
     }
     true
@@ -933,6 +1030,7 @@ mod tests {
         date: DateCache,
         stats: Stats,
         pool: Pool,
+        logs: Logs,
         now: Instant,
     }
 
@@ -943,6 +1041,7 @@ mod tests {
                 date: DateCache::new(),
                 stats: Stats::default(),
                 pool: Pool::default(),
+                logs: Logs::default(),
                 now: Instant::now(),
             }
         }
@@ -954,7 +1053,10 @@ mod tests {
                 date: &self.date,
                 stats: &mut self.stats,
                 pool: &mut self.pool,
+                logs: &mut self.logs,
                 draining: false,
+                connections: 1,
+                started: self.now,
             };
             let mut handler = |req: &Request<'_>| {
                 Response::text(
@@ -977,7 +1079,7 @@ mod tests {
     #[test]
     fn head_in_fragments_with_would_block_between() {
         let mut rig = Rig::new();
-        let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config);
+        let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
         conn.io.reads.push_back(Ok(b"GET /a HT".to_vec()));
         rig.drive(&mut conn);
         assert!(!conn.readable, "WouldBlock clears readability");
@@ -999,7 +1101,7 @@ mod tests {
     #[test]
     fn short_writes_and_would_block_resume_where_they_stopped() {
         let mut rig = Rig::new();
-        let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config);
+        let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
         conn.io
             .reads
             .push_back(Ok(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()));
@@ -1023,7 +1125,7 @@ mod tests {
     #[test]
     fn chunked_body_split_across_reads_then_pipelined_request() {
         let mut rig = Rig::new();
-        let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config);
+        let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
         let raw: &[u8] = b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
 4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\nGET /d HTTP/1.1\r\nHost: x\r\n\r\n";
         for piece in raw.chunks(3) {
@@ -1040,7 +1142,7 @@ mod tests {
     #[test]
     fn eof_after_requests_answers_them_then_closes() {
         let mut rig = Rig::new();
-        let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config);
+        let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
         conn.io.reads.push_back(Ok(
             b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
         ));
@@ -1057,7 +1159,7 @@ mod tests {
     #[test]
     fn reset_mid_head_closes_and_counts_a_disconnect() {
         let mut rig = Rig::new();
-        let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config);
+        let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
         conn.io.reads.push_back(Ok(b"GET /x HTT".to_vec()));
         conn.io
             .reads
@@ -1070,7 +1172,7 @@ mod tests {
     #[test]
     fn request_budget_yields_and_resumes() {
         let mut rig = Rig::new();
-        let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config);
+        let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
         let many: Vec<u8> = (0..40)
             .flat_map(|i| format!("GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes())
             .collect();
@@ -1091,7 +1193,7 @@ mod tests {
     #[test]
     fn malformed_head_gets_400_then_lingers_with_write_side_shut() {
         let mut rig = Rig::new();
-        let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config);
+        let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
         conn.io
             .reads
             .push_back(Ok(b"GET / HTTP/1.1\r\nBad Header\r\n\r\nmore junk".to_vec()));

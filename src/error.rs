@@ -39,8 +39,11 @@ pub enum ErrorCode {
     Internal,
     /// 501: a transfer coding other than `chunked`.
     NotImplemented,
-    /// 503: the server is draining or at its connection limit.
+    /// 503: the server is at its connection limit (with `Retry-After`).
     Unavailable,
+    /// 503: the server is shutting down (with `Retry-After`): a load balancer
+    /// should move to another instance.
+    Draining,
     /// 505: an HTTP version other than 1.0 or 1.1.
     VersionNotSupported,
 }
@@ -64,6 +67,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::NotImplemented => "not_implemented",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Draining => "draining",
             ErrorCode::VersionNotSupported => "version_not_supported",
         }
     }
@@ -85,7 +89,7 @@ impl ErrorCode {
             ErrorCode::HeaderTooLarge => 431,
             ErrorCode::Internal => 500,
             ErrorCode::NotImplemented => 501,
-            ErrorCode::Unavailable => 503,
+            ErrorCode::Unavailable | ErrorCode::Draining => 503,
             ErrorCode::VersionNotSupported => 505,
         }
     }

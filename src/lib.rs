@@ -51,6 +51,7 @@ mod error;
 mod handler;
 pub mod header;
 mod parse;
+mod ratelimit;
 mod reactor;
 mod request;
 mod response;

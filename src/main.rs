@@ -23,9 +23,20 @@ Arguments:
 Options:
   -p, --port N      TCP port [default: 8080]
   -a, --addr IP     address to listen on, IPv4 or IPv6 [default: 0.0.0.0; use :: for IPv6]
+      --max-connections N
+                    connections served at once; past it a few more get a fast
+                    503 with Retry-After, the rest wait [default: from RLIMIT_NOFILE]
+      --header-timeout SECS
+                    deadline for a whole request head from its first byte [default: 10]
+      --idle-timeout SECS
+                    how long an idle keep-alive connection is kept [default: 60]
+      --stall-timeout SECS
+                    how long a body read or response write may make no progress [default: 30]
       --drain-timeout SECS
                     on SIGTERM/SIGINT, how long responses in flight may take to
                     finish before they are cut [default: 10]
+      --status-path PATH
+                    answer PATH with JSON counters (503 draining during shutdown) [default: off]
   -h, --help        print this help
   -V, --version     print the version
 
@@ -46,7 +57,7 @@ struct Args {
     dir: PathBuf,
     addr: IpAddr,
     port: u16,
-    drain_timeout: Duration,
+    config: Config,
 }
 
 enum Parsed {
@@ -55,6 +66,7 @@ enum Parsed {
 }
 
 fn main() -> ExitCode {
+    reopen_closed_stdio();
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Parsed::Run(a)) => a,
         Ok(Parsed::Exit(code)) => return code,
@@ -71,7 +83,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut dir = None;
     let mut addr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     let mut port = 8080u16;
-    let mut drain_timeout = Config::default().drain_timeout;
+    let mut config = Config::default();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
@@ -101,14 +113,24 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
                 let v = v.trim_start_matches('[').trim_end_matches(']');
                 addr = v.parse().map_err(|_| format!("invalid address '{v}'"))?;
             }
-            "--drain-timeout" => {
-                let v = value("--drain-timeout")?;
-                drain_timeout = v
-                    .parse::<f64>()
+            "--max-connections" => {
+                let v = value("--max-connections")?;
+                config.max_connections = v
+                    .parse()
                     .ok()
-                    .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 86_400.0)
-                    .map(Duration::from_secs_f64)
-                    .ok_or_else(|| format!("invalid drain timeout '{v}' (seconds)"))?;
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("invalid connection limit '{v}'"))?;
+            }
+            "--header-timeout" => config.header_timeout = seconds(&value(&flag)?)?,
+            "--idle-timeout" => config.idle_timeout = seconds(&value(&flag)?)?,
+            "--stall-timeout" => config.stall_timeout = seconds(&value(&flag)?)?,
+            "--drain-timeout" => config.drain_timeout = seconds(&value(&flag)?)?,
+            "--status-path" => {
+                let v = value("--status-path")?;
+                if !v.starts_with('/') {
+                    return Err(format!("the status path must start with '/': '{v}'"));
+                }
+                config.status_path = Some(v);
             }
             f if f.starts_with('-') && f != "-" => return Err(format!("unknown option '{f}'")),
             _ if dir.is_none() => dir = Some(PathBuf::from(arg)),
@@ -119,8 +141,17 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
         dir: dir.unwrap_or_else(|| PathBuf::from(".")),
         addr,
         port,
-        drain_timeout,
+        config,
     }))
+}
+
+/// Seconds, possibly fractional, from 0 to a day.
+fn seconds(v: &str) -> Result<Duration, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 86_400.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("invalid number of seconds '{v}'"))
 }
 
 fn run(args: &Args) -> ExitCode {
@@ -129,9 +160,7 @@ fn run(args: &Args) -> ExitCode {
         Err(e) => return fail(&format!("cannot serve {}: {e}", args.dir.display())),
     };
     let addr = SocketAddr::new(args.addr, args.port);
-    let mut config = Config::default();
-    config.drain_timeout = args.drain_timeout;
-    let server = match Server::bind(addr, config) {
+    let server = match Server::bind(addr, args.config.clone()) {
         Ok(s) => s,
         Err(e) if e.kind() == ErrorKind::AddrInUse => {
             return fail(&format!("port {} is in use (on {addr})", args.port))
@@ -165,6 +194,28 @@ fn fail(msg: &str) -> ExitCode {
         let _ = writeln!(std::io::stderr(), "keel: {msg}");
     }
     ExitCode::from(1)
+}
+
+/// If the parent closed fd 0, 1 or 2, put `/dev/null` there before anything
+/// else opens a descriptor: otherwise the listener or a client socket would
+/// take fd 1 or 2, and log lines would be written into a client's response.
+/// `open` returns the lowest free descriptor, so opening `/dev/null` until it
+/// lands above 2 fills exactly the closed ones (std only, no unsafe).
+fn reopen_closed_stdio() {
+    for _ in 0..3 {
+        let Ok(null) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+        else {
+            return;
+        };
+        if std::os::fd::AsRawFd::as_raw_fd(&null) > 2 {
+            return; // 0, 1 and 2 are all open; this one closes on drop
+        }
+        // Keep it open for the life of the process: it now is fd 0, 1 or 2.
+        let _ = std::os::fd::IntoRawFd::into_raw_fd(null);
+    }
 }
 
 /// env_logger on stderr, `info` unless RUST_LOG says otherwise. Write errors

@@ -253,6 +253,39 @@ pub(crate) fn parse_head<'b, 'h>(
     })
 }
 
+/// Whether an `Accept` value asks for JSON (`application/json` or a
+/// `+json` type) ahead of plain text: then error bodies are sent as JSON.
+pub(crate) fn accepts_json(accept: &[u8]) -> bool {
+    list_items(accept).any(|item| {
+        let media = item
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or(item)
+            .trim_ascii();
+        let zero_q = item
+            .split(|&b| b == b';')
+            .skip(1)
+            .any(|p| matches!(p.trim_ascii(), b"q=0" | b"q=0.0" | b"q=0.00" | b"q=0.000"));
+        !zero_q
+            && (media.eq_ignore_ascii_case(b"application/json")
+                || (media.len() > 5 && media[media.len() - 5..].eq_ignore_ascii_case(b"+json")))
+    })
+}
+
+/// [`accepts_json`] for a raw, perhaps malformed head: used when a request
+/// is refused before (or because) its head could be parsed.
+pub(crate) fn raw_accepts_json(head: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').skip(1).any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match line.iter().position(|&b| b == b':') {
+            Some(colon) => {
+                line[..colon].eq_ignore_ascii_case(b"accept") && accepts_json(&line[colon + 1..])
+            }
+            None => false,
+        }
+    })
+}
+
 /// Items of a comma-separated header list, trimmed of optional whitespace,
 /// empty items skipped (RFC 9110 §5.6.1).
 fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -526,6 +559,20 @@ mod tests {
             oversized_head(b"GET / HTTP/1.1\r\nX: yyyyyyyyyyyy", &config).code,
             ErrorCode::HeaderTooLarge
         );
+    }
+
+    #[test]
+    fn json_is_chosen_only_when_asked_for() {
+        assert!(accepts_json(b"application/json"));
+        assert!(accepts_json(b"text/html, application/problem+json;q=0.9"));
+        assert!(!accepts_json(b"text/plain, */*"));
+        assert!(!accepts_json(b"application/json;q=0"));
+        assert!(raw_accepts_json(
+            b"GET / HTTP/1.1\r\nAccept: application/json\r\n\r\n"
+        ));
+        assert!(!raw_accepts_json(
+            b"GET / HTTP/1.1\r\nX-Accept: application/json\r\n"
+        ));
     }
 
     #[test]

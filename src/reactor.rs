@@ -16,6 +16,7 @@ use slab::Slab;
 
 use crate::conn::{Conn, Ctx, Pool};
 use crate::encode::DateCache;
+use crate::ratelimit::{LogLimit, Logs, Suppressed};
 use crate::shutdown::{Shared, DRAIN, NOW};
 use crate::{Config, Error, Handler, Report, Stats};
 
@@ -25,8 +26,6 @@ const WAKER: Token = Token(usize::MAX - 1);
 const ACCEPTS_PER_TURN: usize = 128;
 /// Back-off before accepting again after `EMFILE` and friends.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// At most one warning per this interval for a repeating accept failure.
-const WARN_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Life {
@@ -48,6 +47,9 @@ pub(crate) struct Reactor {
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     ready: VecDeque<usize>,
     pool: Pool,
+    logs: Logs,
+    accept_log: LogLimit,
+    started: Instant,
     date: DateCache,
     pub(crate) stats: Stats,
     pub(crate) config: Config,
@@ -57,7 +59,6 @@ pub(crate) struct Reactor {
     /// The listener said readable and `accept` has not yet hit `WouldBlock`.
     accept_pending: bool,
     accept_retry_at: Option<Instant>,
-    last_accept_warning: Option<Instant>,
     drained: usize,
     forced: usize,
 }
@@ -79,6 +80,9 @@ impl Reactor {
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
             pool: Pool::default(),
+            logs: Logs::default(),
+            accept_log: LogLimit::default(),
+            started: Instant::now(),
             date: DateCache::new(),
             stats: Stats::default(),
             config,
@@ -87,7 +91,6 @@ impl Reactor {
             now: Instant::now(),
             accept_pending: true, // connections may have queued before the first poll
             accept_retry_at: None,
-            last_accept_warning: None,
             drained: 0,
             forced: 0,
         })
@@ -168,6 +171,7 @@ impl Reactor {
 
     fn ctx(&mut self) -> (&mut Slab<Conn<TcpStream>>, Ctx<'_>) {
         let draining = matches!(self.life, Life::Draining { .. });
+        let connections = self.conns.len();
         (
             &mut self.conns,
             Ctx {
@@ -176,7 +180,10 @@ impl Reactor {
                 date: &self.date,
                 stats: &mut self.stats,
                 pool: &mut self.pool,
+                logs: &mut self.logs,
                 draining,
+                connections,
+                started: self.started,
             },
         )
     }
@@ -198,6 +205,11 @@ impl Reactor {
         };
         if conn.is_closed() {
             self.conns.remove(key); // dropping the stream closes it
+            if self.conns.is_empty() {
+                // Only stale entries remain: an idle server must sleep in
+                // epoll_wait with no timeout, not wake for them.
+                self.timers.clear();
+            }
             if self.accept_retry_at.is_some() {
                 self.accept_retry_at = None; // a descriptor is free again
             }
@@ -278,8 +290,15 @@ impl Reactor {
 
     fn can_accept(&self) -> bool {
         self.listener.is_some()
-            && self.conns.len() < self.config.max_connections
+            && self.conns.len() < self.accept_limit()
             && self.accept_retry_at.is_none_or(|at| at <= self.now)
+    }
+
+    /// Connections served plus those accepted only to be refused with a 503.
+    fn accept_limit(&self) -> usize {
+        self.config
+            .max_connections
+            .saturating_add(self.config.overflow())
     }
 
     fn accept<H: Handler>(&mut self, handler: &mut H) {
@@ -288,10 +307,11 @@ impl Reactor {
         }
         self.accept_retry_at = None;
         for _ in 0..ACCEPTS_PER_TURN {
-            if self.conns.len() >= self.config.max_connections {
+            if self.conns.len() >= self.accept_limit() {
                 // Left in the kernel's queue; retried when a slot frees.
                 return;
             }
+            let overloaded = self.conns.len() >= self.config.max_connections;
             let Some(listener) = &self.listener else {
                 return;
             };
@@ -308,7 +328,13 @@ impl Reactor {
                         warn!("cannot register a new connection: {e}");
                         continue;
                     }
-                    entry.insert(Conn::new(stream, Some(peer), self.now, &self.config));
+                    entry.insert(Conn::new(
+                        stream,
+                        Some(peer),
+                        self.now,
+                        &self.config,
+                        overloaded,
+                    ));
                     self.stats.accepted += 1;
                     self.drive(key, handler);
                 }
@@ -324,14 +350,11 @@ impl Reactor {
                     // stays queued; try again after a back-off or when one of
                     // ours closes. Never spin, never log per attempt.
                     self.accept_retry_at = Some(self.now + ACCEPT_BACKOFF);
-                    if self
-                        .last_accept_warning
-                        .is_none_or(|t| self.now.duration_since(t) >= WARN_INTERVAL)
-                    {
-                        self.last_accept_warning = Some(self.now);
+                    if let Some(n) = self.accept_log.allow(self.now) {
                         warn!(
-                            "accept failed: {e}; pausing new connections ({} open)",
-                            self.conns.len()
+                            "accept failed: {e}; pausing new connections ({} open){}",
+                            self.conns.len(),
+                            Suppressed(n)
                         );
                     }
                     return;

@@ -105,6 +105,9 @@ pub struct Response {
     status: u16,
     headers: Vec<(HeaderText, HeaderText)>,
     body: Body,
+    /// Set by [`Response::error`]: the engine renders the body as JSON
+    /// instead when the request accepts JSON.
+    error: Option<(ErrorCode, String)>,
 }
 
 impl Response {
@@ -114,6 +117,7 @@ impl Response {
             status,
             headers: Vec::new(),
             body: Body::Empty,
+            error: None,
         }
     }
 
@@ -125,14 +129,40 @@ impl Response {
     }
 
     /// An error response carrying a stable [`ErrorCode`]: its status, and a
-    /// `text/plain` body `"<code>: <detail>\n"`. A 503 also says
+    /// `text/plain` body `"<code>: <detail>\n"`, or, when the request's
+    /// `Accept` asks for JSON, `{"error":{"code":"<code>","message":"<detail>"}}`
+    /// (the server chooses when it sends the response). A 503 also says
     /// `Retry-After: 1`, so a load balancer moves on and comes back.
     pub fn error(code: ErrorCode, detail: &str) -> Response {
-        let r = Response::text(code.status(), format!("{}: {detail}\n", code.as_str()));
+        let mut r = Response::text(code.status(), format!("{}: {detail}\n", code.as_str()));
         if code.status() == 503 {
-            r.with_header(header::RETRY_AFTER, "1")
-        } else {
-            r
+            r.add_header(header::RETRY_AFTER, "1");
+        }
+        r.error = Some((code, detail.to_owned()));
+        r
+    }
+
+    /// The [`ErrorCode`] if this response was made by [`Response::error`].
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        self.error.as_ref().map(|(c, _)| *c)
+    }
+
+    /// Re-renders an error response's body as JSON.
+    pub(crate) fn render_error_as_json(&mut self) {
+        let Some((code, detail)) = &self.error else {
+            return;
+        };
+        let mut body = String::with_capacity(48 + detail.len());
+        body.push_str("{\"error\":{\"code\":\"");
+        body.push_str(code.as_str());
+        body.push_str("\",\"message\":");
+        push_json_string(&mut body, detail);
+        body.push_str("}}\n");
+        self.body = Body::Bytes(body.into_bytes());
+        for (name, value) in &mut self.headers {
+            if name.eq_ignore_ascii_case(header::CONTENT_TYPE) {
+                *value = HeaderText::Borrowed("application/json");
+            }
         }
     }
 
@@ -204,6 +234,25 @@ impl Response {
     pub(crate) fn into_parts(self) -> (u16, Vec<(HeaderText, HeaderText)>, Body) {
         (self.status, self.headers, self.body)
     }
+}
+
+/// Appends `s` as a JSON string literal, quotes included.
+pub(crate) fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 impl From<Body> for Response {

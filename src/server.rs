@@ -25,6 +25,9 @@ pub struct Stats {
     pub timeouts: u64,
     /// Requests refused as malformed or over a limit (4xx/5xx from the server).
     pub bad_requests: u64,
+    /// Connections refused with a 503 because the server was at
+    /// `max_connections`.
+    pub rejected: u64,
     /// Handler panics (each answered with a 500).
     pub panics: u64,
 }
