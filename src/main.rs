@@ -66,7 +66,9 @@ enum Parsed {
 }
 
 fn main() -> ExitCode {
-    reopen_closed_stdio();
+    // Closed fds 0-2 need no care here: Rust's runtime reopens them on
+    // /dev/null before `main`, so no socket can become stdout or stderr
+    // (tests/incidents.rs pins it).
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Parsed::Run(a)) => a,
         Ok(Parsed::Exit(code)) => return code,
@@ -194,28 +196,6 @@ fn fail(msg: &str) -> ExitCode {
         let _ = writeln!(std::io::stderr(), "keel: {msg}");
     }
     ExitCode::from(1)
-}
-
-/// If the parent closed fd 0, 1 or 2, put `/dev/null` there before anything
-/// else opens a descriptor: otherwise the listener or a client socket would
-/// take fd 1 or 2, and log lines would be written into a client's response.
-/// `open` returns the lowest free descriptor, so opening `/dev/null` until it
-/// lands above 2 fills exactly the closed ones (std only, no unsafe).
-fn reopen_closed_stdio() {
-    for _ in 0..3 {
-        let Ok(null) = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
-        else {
-            return;
-        };
-        if std::os::fd::AsRawFd::as_raw_fd(&null) > 2 {
-            return; // 0, 1 and 2 are all open; this one closes on drop
-        }
-        // Keep it open for the life of the process: it now is fd 0, 1 or 2.
-        let _ = std::os::fd::IntoRawFd::into_raw_fd(null);
-    }
 }
 
 /// env_logger on stderr, `info` unless RUST_LOG says otherwise. Write errors

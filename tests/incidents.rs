@@ -96,14 +96,21 @@ fn end_child(mut child: Child) {
     }
 }
 
-/// A child's CPU time so far (all threads), from /proc/PID/schedstat.
+/// A child's CPU time so far, summed over all its threads (a process's own
+/// /proc/PID/schedstat counts only its main thread).
 fn cpu_time(pid: u32) -> Duration {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).expect("schedstat");
-    let ns: u64 = s
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("ns");
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .flatten()
+    {
+        let s = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        ns += s
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
     Duration::from_nanos(ns)
 }
 
