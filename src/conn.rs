@@ -108,7 +108,11 @@ pub(crate) struct Ctx<'a> {
     pub(crate) stats: &'a mut Stats,
     pub(crate) pool: &'a mut Pool,
     pub(crate) logs: &'a mut Logs,
+    /// The drain has begun (the reactor acted on a shutdown request).
     pub(crate) draining: bool,
+    /// The shutdown state, read live: a request can arrive (even from the
+    /// handler now running) before the reactor acts on it.
+    pub(crate) shutdown: &'a crate::shutdown::Shared,
     /// Open connections, for the status endpoint.
     pub(crate) connections: usize,
     pub(crate) started: Instant,
@@ -229,6 +233,14 @@ impl fmt::Display for Peer {
             Some(a) => write!(f, "{a}"),
             None => f.write_str("-"),
         }
+    }
+}
+
+impl Ctx<'_> {
+    /// Whether responses should end their connection: draining, or a
+    /// shutdown asked for and not yet acted on.
+    fn closing(&self) -> bool {
+        self.draining || self.shutdown.requested() >= crate::shutdown::DRAIN
     }
 }
 
@@ -650,7 +662,7 @@ impl<T: Transport> Conn<T> {
             }
             status = 500;
         }
-        let mut keep = info.keep_alive && !ctx.draining;
+        let mut keep = info.keep_alive && !ctx.closing();
         for (name, value) in &headers {
             if name.eq_ignore_ascii_case(header::CONNECTION)
                 && value
@@ -800,7 +812,7 @@ impl<T: Transport> Conn<T> {
             self.start = self.end;
             self.set_phase(Phase::Linger);
             self.deadline = Some(ctx.now + ctx.config.linger_timeout);
-        } else if self.keep_alive && !ctx.draining {
+        } else if self.keep_alive && !ctx.closing() {
             self.set_phase(Phase::Head);
             if self.start < self.end {
                 self.head_started = true;
@@ -1031,6 +1043,7 @@ mod tests {
         stats: Stats,
         pool: Pool,
         logs: Logs,
+        shared: crate::shutdown::Shared,
         now: Instant,
     }
 
@@ -1042,6 +1055,7 @@ mod tests {
                 stats: Stats::default(),
                 pool: Pool::default(),
                 logs: Logs::default(),
+                shared: crate::shutdown::Shared::detached(),
                 now: Instant::now(),
             }
         }
@@ -1055,6 +1069,7 @@ mod tests {
                 pool: &mut self.pool,
                 logs: &mut self.logs,
                 draining: false,
+                shutdown: &self.shared,
                 connections: 1,
                 started: self.now,
             };

@@ -182,6 +182,7 @@ impl Reactor {
                 pool: &mut self.pool,
                 logs: &mut self.logs,
                 draining,
+                shutdown: &self.shared,
                 connections,
                 started: self.started,
             },

@@ -21,6 +21,14 @@ impl Shared {
         }
     }
 
+    /// A state with a waker on a poller of its own, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn detached() -> Shared {
+        let poll = mio::Poll::new().expect("poll");
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker");
+        Shared::new(waker)
+    }
+
     /// What has been asked for so far; the loop re-reads it every turn, so a
     /// request can never be missed between a check and a wait.
     pub(crate) fn requested(&self) -> u8 {

@@ -236,6 +236,10 @@ fn shutdown_from_inside_a_handler_finishes_that_response() {
         .unwrap();
     let r = read_response(&mut s);
     assert_eq!(r.body, b"stopping");
+    assert!(
+        r.closes(),
+        "the response in progress must say Connection: close"
+    );
     read_to_eof(&mut s).unwrap();
     let t0 = Instant::now();
     while !t.is_finished() {
