@@ -26,10 +26,15 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 408: the request head did not arrive within the header deadline.
     RequestTimeout,
+    /// 412: an `If-Match` or `If-Unmodified-Since` precondition failed.
+    PreconditionFailed,
     /// 413: the request body is larger than `Config::max_body_bytes`.
     BodyTooLarge,
     /// 414: the request target is longer than `Config::max_target_bytes`.
     UriTooLong,
+    /// 416: no requested byte range overlaps the file (with
+    /// `Content-Range: bytes */LEN`).
+    RangeNotSatisfiable,
     /// 417: an `Expect` header other than `100-continue`.
     ExpectationFailed,
     /// 431: the request head is larger than `Config::max_head_bytes`, or has
@@ -60,8 +65,10 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::PreconditionFailed => "precondition_failed",
             ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::UriTooLong => "uri_too_long",
+            ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
             ErrorCode::ExpectationFailed => "expectation_failed",
             ErrorCode::HeaderTooLarge => "header_too_large",
             ErrorCode::Internal => "internal",
@@ -83,8 +90,10 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,
+            ErrorCode::PreconditionFailed => 412,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::UriTooLong => 414,
+            ErrorCode::RangeNotSatisfiable => 416,
             ErrorCode::ExpectationFailed => 417,
             ErrorCode::HeaderTooLarge => 431,
             ErrorCode::Internal => 500,

@@ -20,7 +20,7 @@
 //! ## Layers
 //!
 //! ```text
-//!  policy   main.rs (the `keel` CLI)        static_files.rs (a Handler serving a directory)
+//!  policy   main.rs (the `keel` CLI)        static_files/ (a Handler serving a directory)
 //!  API      server.rs handler.rs request.rs response.rs shutdown.rs config.rs error.rs header.rs
 //!  engine   reactor.rs -> conn.rs -> parse.rs  encode.rs  sys.rs (the only unsafe: libc calls)
 //! ```
@@ -69,7 +69,7 @@ pub use response::{Body, HeaderText, Response};
 pub use server::{Report, Server, Stats};
 pub use shutdown::ShutdownHandle;
 pub use signals::stop_on_signals;
-pub use static_files::StaticFiles;
+pub use static_files::{StaticFiles, StaticOptions};
 
 /// Formats a time as an HTTP date (IMF-fixdate, RFC 9110 §5.6.7), e.g.
 /// `Sun, 06 Nov 1994 08:49:37 GMT`. Times before 1970 format as the epoch.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use keelhttp::{Config, ErrorKind, Server, StaticFiles};
+use keelhttp::{Config, ErrorKind, Server, StaticFiles, StaticOptions};
 
 const USAGE: &str = "\
 keel - serve a directory over HTTP/1.1
@@ -37,6 +37,16 @@ Options:
                     finish before they are cut [default: 10]
       --status-path PATH
                     answer PATH with JSON counters (503 draining during shutdown) [default: off]
+
+Files:
+      --index NAMES     comma-separated index files for directories [default: index.html]
+      --list            list directories that have no index file
+      --dotfiles        serve names starting with a dot (hidden by default)
+      --mime EXT=TYPE   add or override a media type (repeatable), e.g. --mime wasm=application/wasm
+      --cache-control VALUE
+                        Cache-Control sent with files [default: none]
+      --precompressed   serve F.br or F.gz beside F to clients that accept them
+      --max-ranges N    most ranges in one request; 0 turns ranges off [default: 16]
   -h, --help        print this help
   -V, --version     print the version
 
@@ -58,10 +68,11 @@ struct Args {
     addr: IpAddr,
     port: u16,
     config: Config,
+    files: StaticOptions,
 }
 
 enum Parsed {
-    Run(Args),
+    Run(Box<Args>),
     Exit(ExitCode),
 }
 
@@ -86,6 +97,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut addr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     let mut port = 8080u16;
     let mut config = Config::default();
+    let mut files = StaticOptions::default();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
@@ -134,17 +146,50 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
                 }
                 config.status_path = Some(v);
             }
+            "--index" => {
+                let v = value("--index")?;
+                files.index = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(String::from)
+                    .collect();
+                if files.index.iter().any(|n| n.contains('/')) {
+                    return Err(format!("index names are plain file names: '{v}'"));
+                }
+            }
+            "--list" => files.list = true,
+            "--dotfiles" => files.dotfiles = true,
+            "--precompressed" => files.precompressed = true,
+            "--mime" => {
+                let v = value("--mime")?;
+                let (ext, ty) = v
+                    .split_once('=')
+                    .filter(|(e, t)| !e.is_empty() && t.contains('/'))
+                    .ok_or_else(|| {
+                        format!("--mime takes EXT=TYPE, e.g. wasm=application/wasm: '{v}'")
+                    })?;
+                files.mime.push((ext.to_string(), ty.to_string()));
+            }
+            "--cache-control" => files.cache_control = Some(value("--cache-control")?),
+            "--max-ranges" => {
+                let v = value("--max-ranges")?;
+                files.max_ranges = v
+                    .parse()
+                    .map_err(|_| format!("invalid number of ranges '{v}'"))?;
+            }
             f if f.starts_with('-') && f != "-" => return Err(format!("unknown option '{f}'")),
             _ if dir.is_none() => dir = Some(PathBuf::from(arg)),
             _ => return Err(format!("unexpected argument '{arg}'")),
         }
     }
-    Ok(Parsed::Run(Args {
+    Ok(Parsed::Run(Box::new(Args {
         dir: dir.unwrap_or_else(|| PathBuf::from(".")),
         addr,
         port,
         config,
-    }))
+        files,
+    })))
 }
 
 /// Seconds, possibly fractional, from 0 to a day.
@@ -157,7 +202,7 @@ fn seconds(v: &str) -> Result<Duration, String> {
 }
 
 fn run(args: &Args) -> ExitCode {
-    let handler = match StaticFiles::new(&args.dir) {
+    let handler = match StaticFiles::with_options(&args.dir, args.files.clone()) {
         Ok(h) => h,
         Err(e) => return fail(&format!("cannot serve {}: {e}", args.dir.display())),
     };

@@ -153,7 +153,10 @@ pub(crate) fn open_beneath(dir: &File, rel: &std::path::Path) -> io::Result<File
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: open_how is plain data; all-zero is "no flags, no mode, no resolve".
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+    // O_NONBLOCK: opening a FIFO with no writer must not block the loop (the
+    // caller then refuses anything that is not a regular file); it changes
+    // nothing for regular files.
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: dir's fd is open, `path` is NUL-terminated and `how` is a valid
     // open_how whose size we pass; both outlive the call.
@@ -253,7 +256,12 @@ mod tests {
 
     fn run_child(role: &str) -> std::process::ExitStatus {
         Command::new(std::env::current_exe().expect("exe"))
-            .args(["--exact", "sys::tests::child_sendfile_epipe", "--ignored", "--test-threads=1"])
+            .args([
+                "--exact",
+                "sys::tests::child_sendfile_epipe",
+                "--ignored",
+                "--test-threads=1",
+            ])
             .env(ROLE, role)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -267,6 +275,10 @@ mod tests {
         let guarded = run_child("guarded");
         assert!(guarded.success(), "guarded child: {guarded:?}");
         let unguarded = run_child("unguarded");
-        assert_eq!(unguarded.signal(), Some(libc::SIGPIPE), "the scenario must raise SIGPIPE");
+        assert_eq!(
+            unguarded.signal(),
+            Some(libc::SIGPIPE),
+            "the scenario must raise SIGPIPE"
+        );
     }
 }

@@ -520,3 +520,79 @@ impl KeelProcess {
         self.child.wait_exit(limit)
     }
 }
+
+// ---------------------------------------------------------------------------
+// Requests with headers (static file tests)
+
+/// One request: method, target and extra header fields (`Host` is added).
+#[derive(Clone, Debug)]
+pub struct Req {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Req {
+    pub fn new(method: &str, target: &str) -> Req {
+        Req {
+            method: method.to_string(),
+            target: target.to_string(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn get(target: &str) -> Req {
+        Req::new("GET", target)
+    }
+
+    pub fn head(target: &str) -> Req {
+        Req::new("HEAD", target)
+    }
+
+    /// Adds a header field.
+    pub fn with(mut self, name: &str, value: &str) -> Req {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut raw = format!("{} {} HTTP/1.1\r\nHost: test\r\n", self.method, self.target);
+        for (n, v) in &self.headers {
+            raw.push_str(&format!("{n}: {v}\r\n"));
+        }
+        raw.push_str("\r\n");
+        raw.into_bytes()
+    }
+
+    /// Sends it on `s` and reads the response (no body for HEAD).
+    pub fn send(&self, s: &mut TcpStream) -> Resp {
+        s.write_all(&self.bytes()).expect("write request");
+        read_response_to(s, self.method == "HEAD")
+    }
+
+    /// Sends it on a new connection.
+    pub fn once(&self, addr: SocketAddr) -> Resp {
+        self.send(&mut connect(addr))
+    }
+}
+
+/// Sends every request on a connection of its own, then all of them again,
+/// in order, on one keep-alive connection, and calls `check` on each
+/// response (with the pass's name, for messages). A response that closes the
+/// connection fails the keep-alive pass.
+pub fn each_way(addr: SocketAddr, reqs: &[Req], check: impl Fn(&str, &Req, &Resp)) {
+    for r in reqs {
+        check("own connection", r, &r.once(addr));
+    }
+    let mut s = connect(addr);
+    for r in reqs {
+        let resp = r.send(&mut s);
+        assert!(
+            !resp.closes(),
+            "{} {} closed the keep-alive connection",
+            r.method,
+            r.target
+        );
+        check("keep-alive", r, &resp);
+    }
+}
