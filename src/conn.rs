@@ -31,6 +31,9 @@ pub(crate) trait Transport {
     fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<usize>;
     /// Half-closes the write side (before lingering).
     fn shutdown_write(&mut self);
+    /// Turns Nagle's algorithm off, so back-to-back responses on a kept-alive
+    /// connection never wait for the client's delayed ACK.
+    fn set_nodelay(&mut self);
 }
 
 impl Transport for mio::net::TcpStream {
@@ -54,6 +57,10 @@ impl Transport for mio::net::TcpStream {
 
     fn shutdown_write(&mut self) {
         let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+
+    fn set_nodelay(&mut self) {
+        let _ = mio::net::TcpStream::set_nodelay(self, true);
     }
 }
 
@@ -188,10 +195,16 @@ pub(crate) struct Conn<T> {
     pub(crate) io: T,
     peer: Option<SocketAddr>,
     phase: Phase,
-    /// Readiness remembered from edge-triggered events, cleared on `WouldBlock`.
+    /// Readiness remembered from edge-triggered events, cleared on
+    /// `WouldBlock` (or on a short read, see `fill`).
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// The poller reported the peer's FIN (`EPOLLRDHUP`): read until EOF,
+    /// since no further event will announce it.
+    pub(crate) read_closed: bool,
     eof: bool,
+    /// `TCP_NODELAY` is set (done once, when the connection is kept alive).
+    nodelay: bool,
     rbuf: Vec<u8>,
     start: usize,
     end: usize,
@@ -258,7 +271,9 @@ impl<T: Transport> Conn<T> {
             phase: Phase::Head,
             readable: true, // data often arrives with the connection: try at once
             writable: false,
+            read_closed: false,
             eof: false,
+            nodelay: false,
             rbuf: Vec::new(),
             start: 0,
             end: 0,
@@ -379,6 +394,7 @@ impl<T: Transport> Conn<T> {
                 self.rbuf.resize(grown, 0);
             }
         }
+        let space = self.rbuf.len() - self.end;
         loop {
             match self.io.read(&mut self.rbuf[self.end..]) {
                 Ok(0) => {
@@ -388,6 +404,13 @@ impl<T: Transport> Conn<T> {
                 Ok(n) => {
                     self.end += n;
                     budget.read += n;
+                    // A short read emptied the socket's queue, and Linux's
+                    // edge-triggered epoll reports every later arrival: no
+                    // need for the read that would only say WouldBlock.
+                    // Unless the FIN is already in: nothing will announce it.
+                    if n < space && !self.read_closed {
+                        self.readable = false;
+                    }
                     return Fill::Data;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -663,7 +686,7 @@ impl<T: Transport> Conn<T> {
             status = 500;
         }
         let mut keep = info.keep_alive && !ctx.closing();
-        for (name, value) in &headers {
+        for (name, value) in headers.iter() {
             if name.eq_ignore_ascii_case(header::CONNECTION)
                 && value
                     .split(',')
@@ -682,10 +705,7 @@ impl<T: Transport> Conn<T> {
             self.wbuf = ctx.pool.take_write();
         }
         let (logs, now) = (&mut ctx.logs.handler, ctx.now);
-        let kept = headers
-            .iter()
-            .filter(|(n, v)| keep_header(n, v, logs, now))
-            .map(|(n, v)| (&**n, &**v));
+        let kept = headers.iter().filter(|(n, v)| keep_header(n, v, logs, now));
         let length = (!no_body).then(|| body.len());
         encode::encode_head(
             &mut self.wbuf,
@@ -813,6 +833,14 @@ impl<T: Transport> Conn<T> {
             self.set_phase(Phase::Linger);
             self.deadline = Some(ctx.now + ctx.config.linger_timeout);
         } else if self.keep_alive && !ctx.closing() {
+            if !self.nodelay {
+                // Only kept-alive connections can have a small response
+                // follow an unacknowledged one (pipelining), which Nagle's
+                // algorithm would hold for a delayed ACK; one-shot
+                // connections skip the syscall.
+                self.io.set_nodelay();
+                self.nodelay = true;
+            }
             self.set_phase(Phase::Head);
             if self.start < self.end {
                 self.head_started = true;
@@ -1035,6 +1063,8 @@ mod tests {
         fn shutdown_write(&mut self) {
             self.shut = true;
         }
+
+        fn set_nodelay(&mut self) {}
     }
 
     struct Rig {
@@ -1162,6 +1192,7 @@ mod tests {
             b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
         ));
         conn.io.reads.push_back(Ok(Vec::new())); // EOF: the client half-closed
+        conn.read_closed = true; // as the poller reports it (EPOLLRDHUP)
         rig.drive(&mut conn);
         assert_eq!(bodies(&conn.io.written), ["GET /1 0", "GET /2 0"]);
         assert!(conn.is_closed());
@@ -1179,6 +1210,11 @@ mod tests {
         conn.io
             .reads
             .push_back(Err(io::Error::from(io::ErrorKind::ConnectionReset)));
+        rig.drive(&mut conn);
+        assert!(!conn.readable, "a short read leaves the socket drained");
+        // The reset arrives as its own event (EPOLLERR / EPOLLHUP).
+        conn.readable = true;
+        conn.read_closed = true;
         rig.drive(&mut conn);
         assert!(conn.is_closed());
         assert_eq!(rig.stats.disconnects, 1);

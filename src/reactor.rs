@@ -145,6 +145,9 @@ impl Reactor {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             conn.readable = true;
                         }
+                        if ev.is_read_closed() || ev.is_error() {
+                            conn.read_closed = true;
+                        }
                         if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
                             conn.writable = true;
                         }
@@ -318,7 +321,6 @@ impl Reactor {
             };
             match listener.accept() {
                 Ok((mut stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     if let Err(e) =

@@ -103,6 +103,9 @@ pub type HeaderText = Cow<'static, str>;
 #[derive(Debug)]
 pub struct Response {
     status: u16,
+    /// `Content-Type`, kept apart so the common response (one type, a body)
+    /// allocates no header list.
+    content_type: Option<HeaderText>,
     headers: Vec<(HeaderText, HeaderText)>,
     body: Body,
     /// Set by [`Response::error`]: the engine renders the body as JSON
@@ -115,6 +118,7 @@ impl Response {
     pub fn new(status: u16) -> Response {
         Response {
             status,
+            content_type: None,
             headers: Vec::new(),
             body: Body::Empty,
             error: None,
@@ -159,11 +163,7 @@ impl Response {
         push_json_string(&mut body, detail);
         body.push_str("}}\n");
         self.body = Body::Bytes(body.into_bytes());
-        for (name, value) in &mut self.headers {
-            if name.eq_ignore_ascii_case(header::CONTENT_TYPE) {
-                *value = HeaderText::Borrowed("application/json");
-            }
-        }
+        self.content_type = Some(HeaderText::Borrowed("application/json"));
     }
 
     /// A `text/html; charset=utf-8` response.
@@ -199,13 +199,19 @@ impl Response {
         name: impl Into<HeaderText>,
         value: impl Into<HeaderText>,
     ) -> Response {
-        self.headers.push((name.into(), value.into()));
+        self.add_header(name, value);
         self
     }
 
     /// Adds a header in place.
+    /// A `Content-Type` replaces any earlier one; other names may repeat.
     pub fn add_header(&mut self, name: impl Into<HeaderText>, value: impl Into<HeaderText>) {
-        self.headers.push((name.into(), value.into()));
+        let name = name.into();
+        if name.eq_ignore_ascii_case(header::CONTENT_TYPE) {
+            self.content_type = Some(value.into());
+        } else {
+            self.headers.push((name, value.into()));
+        }
     }
 
     /// The status code.
@@ -215,15 +221,20 @@ impl Response {
 
     /// The first value of a header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        self.headers()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| &**v)
+            .map(|(_, v)| v)
     }
 
-    /// All headers, in the order they were added.
+    /// All headers: `Content-Type` first, then the others in the order they
+    /// were added.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(n, v)| (&**n, &**v))
+        let ct = self
+            .content_type
+            .as_deref()
+            .map(|v| (header::CONTENT_TYPE, v));
+        ct.into_iter()
+            .chain(self.headers.iter().map(|(n, v)| (&**n, &**v)))
     }
 
     /// The body.
@@ -231,8 +242,34 @@ impl Response {
         &self.body
     }
 
-    pub(crate) fn into_parts(self) -> (u16, Vec<(HeaderText, HeaderText)>, Body) {
-        (self.status, self.headers, self.body)
+    /// Status, then the head's headers (`Content-Type` first), then the body.
+    pub(crate) fn into_parts(self) -> (u16, HeaderList, Body) {
+        (
+            self.status,
+            HeaderList {
+                content_type: self.content_type,
+                rest: self.headers,
+            },
+            self.body,
+        )
+    }
+}
+
+/// A response's headers as the engine writes them.
+#[derive(Debug)]
+pub(crate) struct HeaderList {
+    content_type: Option<HeaderText>,
+    rest: Vec<(HeaderText, HeaderText)>,
+}
+
+impl HeaderList {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let ct = self
+            .content_type
+            .as_deref()
+            .map(|v| (header::CONTENT_TYPE, v));
+        ct.into_iter()
+            .chain(self.rest.iter().map(|(n, v)| (&**n, &**v)))
     }
 }
 

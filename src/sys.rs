@@ -149,8 +149,21 @@ pub(crate) fn open_beneath(dir: &File, rel: &std::path::Path) -> io::Result<File
     use std::os::fd::FromRawFd;
     use std::os::unix::ffi::OsStrExt;
     let bytes = rel.as_os_str().as_bytes();
-    let path = std::ffi::CString::new(if bytes.is_empty() { b"." } else { bytes })
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let bytes: &[u8] = if bytes.is_empty() { b"." } else { bytes };
+    if bytes.contains(&0) {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // The NUL-terminated path on the stack, as std does for short paths:
+    // no allocation per request.
+    let mut stack = [0u8; 512];
+    let heap;
+    let path: &[u8] = if bytes.len() < stack.len() {
+        stack[..bytes.len()].copy_from_slice(bytes);
+        &stack[..=bytes.len()]
+    } else {
+        heap = [bytes, b"\0"].concat();
+        &heap
+    };
     // SAFETY: open_how is plain data; all-zero is "no flags, no mode, no resolve".
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     // O_NONBLOCK: opening a FIFO with no writer must not block the loop (the
@@ -158,13 +171,13 @@ pub(crate) fn open_beneath(dir: &File, rel: &std::path::Path) -> io::Result<File
     // nothing for regular files.
     how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: dir's fd is open, `path` is NUL-terminated and `how` is a valid
+    // SAFETY: dir's fd is open, `path` ends in its only NUL and `how` is a valid
     // open_how whose size we pass; both outlive the call.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_openat2,
             dir.as_raw_fd(),
-            path.as_ptr(),
+            path.as_ptr().cast::<libc::c_char>(),
             &how as *const libc::open_how,
             std::mem::size_of::<libc::open_how>(),
         )
