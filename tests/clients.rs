@@ -5,26 +5,13 @@
 mod util;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use util::{pattern, KeelProcess, TempDir};
+use util::{have, pattern, KeelProcess, TempDir};
 
 /// `keel` serving `dir` on 127.0.0.1.
 fn start(dir: &TempDir) -> KeelProcess {
     KeelProcess::start(dir.path(), IpAddr::V4(Ipv4Addr::LOCALHOST), "warn")
-}
-
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        eprintln!("skipping: {tool} is not installed");
-    }
-    found
 }
 
 fn docroot() -> TempDir {

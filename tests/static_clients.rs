@@ -9,22 +9,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use util::{pattern, KeelProcess, TempDir};
+use util::{have, pattern, KeelProcess, TempDir};
 
 const LEN: usize = 3 << 20;
-
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        eprintln!("skipping: {tool} is not installed");
-    }
-    found
-}
 
 /// `keel` serving a directory with `data.bin` (3 MiB of pattern).
 fn start() -> (TempDir, KeelProcess, Vec<u8>) {

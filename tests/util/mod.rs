@@ -596,3 +596,18 @@ pub fn each_way(addr: SocketAddr, reqs: &[Req], check: impl Fn(&str, &Req, &Resp
         check("keep-alive", r, &resp);
     }
 }
+
+/// Whether an outside tool (curl, wget, python3) is installed; if not, says
+/// so, for the test to skip.
+pub fn have(tool: &str) -> bool {
+    let found = std::process::Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        eprintln!("skipping: {tool} is not installed");
+    }
+    found
+}
