@@ -8,7 +8,7 @@ use std::io::{self, IoSlice, Read};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, error, info, trace, warn};
 use mio::Interest;
@@ -249,7 +249,19 @@ impl fmt::Display for Peer {
     }
 }
 
+/// `now + d`, saturating far in the future instead of overflowing (a
+/// `Config` may hold any `Duration`).
+pub(crate) fn deadline_after(now: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
+    now.checked_add(d.min(FAR)).unwrap_or(now)
+}
+
 impl Ctx<'_> {
+    /// `now` plus a configured duration, saturating.
+    fn after(&self, d: Duration) -> Instant {
+        deadline_after(self.now, d)
+    }
+
     /// Whether responses should end their connection: draining, or a
     /// shutdown asked for and not yet acted on.
     fn closing(&self) -> bool {
@@ -286,7 +298,7 @@ impl<T: Transport> Conn<T> {
             keep_alive: false,
             linger_after: false,
             overloaded,
-            deadline: Some(now + config.header_timeout),
+            deadline: Some(deadline_after(now, config.header_timeout)),
             armed: None,
             registered: Interest::READABLE,
             queued: false,
@@ -295,6 +307,11 @@ impl<T: Transport> Conn<T> {
 
     pub(crate) fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed)
+    }
+
+    /// Its last response is complete; it only waits to close without a reset.
+    pub(crate) fn is_lingering(&self) -> bool {
+        matches!(self.phase, Phase::Linger)
     }
 
     /// Interest follows the phase: writability only while a write is blocked.
@@ -494,7 +511,7 @@ impl<T: Transport> Conn<T> {
         if let Fill::Data = self.fill(ctx, ctx.config.max_head_bytes, budget) {
             if was_empty && !self.head_started {
                 self.head_started = true;
-                self.deadline = Some(ctx.now + ctx.config.header_timeout);
+                self.deadline = Some(ctx.after(ctx.config.header_timeout));
             }
         }
         Step::Continue
@@ -537,7 +554,7 @@ impl<T: Transport> Conn<T> {
             self.writable = true;
         }
         self.set_phase(Phase::Body { head_len, kind });
-        self.deadline = Some(ctx.now + ctx.config.stall_timeout);
+        self.deadline = Some(ctx.after(ctx.config.stall_timeout));
     }
 
     fn step_body<H: Handler>(
@@ -594,7 +611,7 @@ impl<T: Transport> Conn<T> {
             return Step::Yield;
         }
         if let Fill::Data = self.fill(ctx, limit, budget) {
-            self.deadline = Some(ctx.now + ctx.config.stall_timeout);
+            self.deadline = Some(ctx.after(ctx.config.stall_timeout));
         }
         Step::Continue
     }
@@ -734,7 +751,7 @@ impl<T: Transport> Conn<T> {
         self.head_started = false;
         self.set_phase(Phase::Respond);
         self.writable = true; // the socket is usually writable: try at once
-        self.deadline = Some(ctx.now + ctx.config.stall_timeout);
+        self.deadline = Some(ctx.after(ctx.config.stall_timeout));
     }
 
     fn step_respond(&mut self, ctx: &mut Ctx<'_>, budget: &mut Budget) -> Step {
@@ -789,7 +806,7 @@ impl<T: Transport> Conn<T> {
                     self.advance(n);
                     budget.sent += n;
                     ctx.stats.bytes_sent += n as u64;
-                    self.deadline = Some(ctx.now + ctx.config.stall_timeout);
+                    self.deadline = Some(ctx.after(ctx.config.stall_timeout));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -825,13 +842,20 @@ impl<T: Transport> Conn<T> {
         self.out = Out::None;
         self.wbuf.clear();
         self.wpos = 0;
-        if self.linger_after || (!self.keep_alive && self.start < self.end && !self.eof) {
+        // A stray CRLF after a body is not the start of a request.
+        self.start += parse::leading_empty_lines(&self.rbuf[self.start..self.end]);
+        // Input may be waiting: in our buffer, or in the kernel's (the poller
+        // said readable since our last read). Closing over unread input sends
+        // a reset, which can destroy response bytes the kernel has not sent.
+        let input_pending =
+            self.start < self.end || ((self.readable || self.read_closed) && !self.eof);
+        if self.linger_after || (!self.keep_alive && input_pending) {
             // Unread input: a close now would reset the connection and could
             // destroy the response before the client reads it.
             self.io.shutdown_write();
             self.start = self.end;
             self.set_phase(Phase::Linger);
-            self.deadline = Some(ctx.now + ctx.config.linger_timeout);
+            self.deadline = Some(ctx.after(ctx.config.linger_timeout));
         } else if self.keep_alive && !ctx.closing() {
             if !self.nodelay {
                 // Only kept-alive connections can have a small response
@@ -844,9 +868,9 @@ impl<T: Transport> Conn<T> {
             self.set_phase(Phase::Head);
             if self.start < self.end {
                 self.head_started = true;
-                self.deadline = Some(ctx.now + ctx.config.header_timeout);
+                self.deadline = Some(ctx.after(ctx.config.header_timeout));
             } else {
-                self.deadline = Some(ctx.now + ctx.config.idle_timeout);
+                self.deadline = Some(ctx.after(ctx.config.idle_timeout));
                 ctx.pool.give_write(std::mem::take(&mut self.wbuf));
             }
         } else {

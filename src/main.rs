@@ -135,9 +135,9 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
                     .filter(|&n| n > 0)
                     .ok_or_else(|| format!("invalid connection limit '{v}'"))?;
             }
-            "--header-timeout" => config.header_timeout = seconds(&value(&flag)?)?,
-            "--idle-timeout" => config.idle_timeout = seconds(&value(&flag)?)?,
-            "--stall-timeout" => config.stall_timeout = seconds(&value(&flag)?)?,
+            "--header-timeout" => config.header_timeout = positive(seconds(&value(&flag)?)?)?,
+            "--idle-timeout" => config.idle_timeout = positive(seconds(&value(&flag)?)?)?,
+            "--stall-timeout" => config.stall_timeout = positive(seconds(&value(&flag)?)?)?,
             "--drain-timeout" => config.drain_timeout = seconds(&value(&flag)?)?,
             "--status-path" => {
                 let v = value("--status-path")?;
@@ -190,6 +190,15 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
         config,
         files,
     })))
+}
+
+/// A timeout that would cut every connection at once is a mistake.
+fn positive(d: Duration) -> Result<Duration, String> {
+    if d.is_zero() {
+        Err("this timeout must be more than 0 seconds".into())
+    } else {
+        Ok(d)
+    }
 }
 
 /// Seconds, possibly fractional, from 0 to a day.

@@ -309,6 +309,47 @@ fn parse_decimal(s: &[u8]) -> Option<u64> {
 const MAX_CHUNK_LINE: usize = 1024;
 const MAX_TRAILERS: usize = 8 * 1024;
 
+/// `chunk-size [ chunk-ext ] CRLF` (RFC 9112 §7.1.1): at least one hex
+/// digit, then nothing or extensions that begin with `;` (after optional
+/// whitespace), with no control bytes but HTAB, ending in CRLF.
+fn chunk_size_line_is_valid(line: &[u8]) -> bool {
+    let Some(body) = line.strip_suffix(b"\r\n") else {
+        return false;
+    };
+    let digits = body.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 16 {
+        return false;
+    }
+    let rest = &body[digits..];
+    if rest.is_empty() {
+        return true;
+    }
+    // Whitespace (SP / HTAB only) is allowed only before a ';'.
+    let ws = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    rest.get(ws) == Some(&b';') && rest.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+/// A trailer line: `token ":" value CRLF`, no control bytes but HTAB.
+fn trailer_line_is_valid(line: &[u8]) -> bool {
+    let Some(body) = line.strip_suffix(b"\r\n") else {
+        return false;
+    };
+    let Some(colon) = body.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let name = &body[..colon];
+    !name.is_empty()
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && body[colon + 1..]
+            .iter()
+            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
     Size,
@@ -356,20 +397,39 @@ impl Dechunker {
         let mut raw = self.decoded;
         loop {
             match self.state {
-                ChunkState::Size => match httparse::parse_chunk_size(&region[raw..]) {
-                    Ok(httparse::Status::Complete((n, size))) => {
-                        raw += n;
-                        if size == 0 {
-                            self.state = ChunkState::Trailers;
-                        } else if (self.decoded as u64).saturating_add(size) > max_body {
-                            return Err(reject(ErrorCode::BodyTooLarge, "request body too large"));
-                        } else {
-                            self.state = ChunkState::Data(size);
+                ChunkState::Size => {
+                    let rest = &region[raw..];
+                    let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                        if rest.len() > MAX_CHUNK_LINE {
+                            return Err(reject(ErrorCode::BadChunk, "chunk size line too long"));
                         }
+                        break;
+                    };
+                    // Strict RFC 9112 §7.1 before httparse reads the number:
+                    // httparse takes an empty line or a bare extension as
+                    // size 0 and any byte inside extensions, and a front
+                    // proxy that parses differently would disagree with us
+                    // about where the body ends.
+                    if nl > MAX_CHUNK_LINE || !chunk_size_line_is_valid(&rest[..nl + 1]) {
+                        return Err(reject(ErrorCode::BadChunk, "malformed chunk size"));
                     }
-                    Ok(httparse::Status::Partial) if len - raw <= MAX_CHUNK_LINE => break,
-                    _ => return Err(reject(ErrorCode::BadChunk, "malformed chunk size")),
-                },
+                    match httparse::parse_chunk_size(&rest[..nl + 1]) {
+                        Ok(httparse::Status::Complete((n, size))) => {
+                            raw += n;
+                            if size == 0 {
+                                self.state = ChunkState::Trailers;
+                            } else if (self.decoded as u64).saturating_add(size) > max_body {
+                                return Err(reject(
+                                    ErrorCode::BodyTooLarge,
+                                    "request body too large",
+                                ));
+                            } else {
+                                self.state = ChunkState::Data(size);
+                            }
+                        }
+                        _ => return Err(reject(ErrorCode::BadChunk, "malformed chunk size")),
+                    }
+                }
                 ChunkState::Data(rem) => {
                     let avail = (len - raw).min(usize::try_from(rem).unwrap_or(usize::MAX));
                     region.copy_within(raw..raw + avail, self.decoded);
@@ -401,7 +461,11 @@ impl Dechunker {
                         raw += 2;
                         self.state = ChunkState::Done;
                     } else if let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-                        // A trailer field: accepted and ignored, within a cap.
+                        // A trailer field: checked as a header field, then
+                        // ignored, within a cap.
+                        if !trailer_line_is_valid(&rest[..nl + 1]) {
+                            return Err(reject(ErrorCode::BadChunk, "malformed trailer field"));
+                        }
                         self.trailer_bytes += nl + 1;
                         raw += nl + 1;
                         if self.trailer_bytes > MAX_TRAILERS {
@@ -617,6 +681,30 @@ mod tests {
             // Bytes after the body that arrived in the same piece are kept.
             assert!(b"GET /next".starts_with(&rest), "step {step}: {rest:?}");
         }
+    }
+
+    #[test]
+    fn chunked_grammar_is_strict() {
+        // Each was once accepted (httparse alone reads an empty or bare
+        // extension line as the last chunk, and any byte in extensions).
+        for bad in [
+            &b"5\r\nhello\r\n\r\n\r\n"[..],
+            b";foo\r\n\r\n",
+            b"2;a\nxx\r\nhe\r\n0\r\n\r\n",
+            b"0\r\nGET /x HTTP/1.1\r\n\r\n",
+            b"0\r\nX: a\rb\r\n\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\r;x\r\nhello\r\n0\r\n\r\n",
+        ] {
+            assert!(
+                dechunk(bad, 64).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let (body, _) = dechunk(b"5 ;a=b\r\nhello\r\n0\r\nX-T: 1\r\n\r\n", 64).unwrap();
+        assert_eq!(body, b"hello");
     }
 
     #[test]

@@ -286,7 +286,7 @@ impl Reactor {
         if let Life::Draining { deadline } = self.life {
             consider(deadline);
         }
-        if let Some(at) = self.accept_retry_at {
+        if let (Some(at), Some(_)) = (self.accept_retry_at, &self.listener) {
             consider(at);
         }
         t
@@ -381,7 +381,7 @@ impl Reactor {
         } else if requested >= DRAIN && self.life == Life::Running {
             self.close_listener();
             self.life = Life::Draining {
-                deadline: self.now + self.config.drain_timeout,
+                deadline: crate::conn::deadline_after(self.now, self.config.drain_timeout),
             };
             info!("draining {} connections", self.conns.len());
             let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -396,6 +396,10 @@ impl Reactor {
     }
 
     fn close_listener(&mut self) {
+        // Nothing left to accept: a pending retry must not keep the poll
+        // timeout at zero.
+        self.accept_retry_at = None;
+        self.accept_pending = false;
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
             debug!("listener on {} closed", self.local_addr);
@@ -412,7 +416,11 @@ impl Reactor {
                     return false;
                 }
                 if !self.conns.is_empty() {
-                    self.forced += self.conns.len();
+                    // Lingering connections got their whole response: they
+                    // only waited for the client's FIN.
+                    let lingering = self.conns.iter().filter(|(_, c)| c.is_lingering()).count();
+                    self.drained += lingering;
+                    self.forced += self.conns.len() - lingering;
                     self.conns.clear();
                 }
                 info!(

@@ -114,7 +114,8 @@ pub struct Response {
 }
 
 impl Response {
-    /// A response with an empty body. A status outside 100..=999 is sent as 500.
+    /// A response with an empty body. A status outside 200..=999 is sent as
+    /// 500: interim 1xx responses (`100 Continue`) are the server's own.
     pub fn new(status: u16) -> Response {
         Response {
             status,

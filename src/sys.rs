@@ -73,6 +73,8 @@ pub(crate) fn send_file(fd: RawFd, file: &File, offset: u64, len: usize) -> io::
 #[derive(Debug)]
 pub(crate) struct SigpipeGuard {
     old: libc::sigset_t,
+    /// The mask is per thread: the guard must be dropped where it was made.
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 fn sigpipe_set() -> libc::sigset_t {
@@ -92,17 +94,23 @@ impl SigpipeGuard {
         let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: both pointers are to valid sigset_t values; this only changes
         // the calling thread's mask.
-        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
-        SigpipeGuard { old }
+        let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+        debug_assert_eq!(r, 0, "pthread_sigmask cannot fail with valid arguments");
+        SigpipeGuard {
+            old,
+            _not_send: std::marker::PhantomData,
+        }
     }
 }
 
 impl Drop for SigpipeGuard {
     fn drop(&mut self) {
         consume_sigpipe();
-        // SAFETY: restores the mask saved in `new`, on the same thread (the guard
-        // is not Send: sigset_t is plain data, but the guard lives on one stack).
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+        // SAFETY: restores the mask saved in `new`, on the same thread (the
+        // guard is !Send through its PhantomData).
+        let r =
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+        debug_assert_eq!(r, 0, "pthread_sigmask cannot fail with valid arguments");
     }
 }
 
@@ -119,6 +127,9 @@ pub(crate) fn consume_sigpipe() {
         let r = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
         if r == libc::SIGPIPE {
             continue; // another might be pending from an earlier call
+        }
+        if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue; // interrupted by another signal: look again
         }
         break; // EAGAIN: nothing pending
     }

@@ -568,3 +568,33 @@ fn api_types_have_the_promised_bounds() {
 
 #[allow(dead_code)]
 fn _assert_stream_type(_: TcpStream) {}
+
+/// Regression (found in review): closing a `Connection: close` connection
+/// while the client's later bytes sat unread in the kernel sent a reset,
+/// which destroyed the tail of a response the access log called complete.
+#[test]
+fn close_after_a_response_never_resets_away_its_tail() {
+    let srv = start();
+    let mut s = srv.connect();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = vec![0u8; 1];
+    s.read_exact(&mut got).unwrap();
+    // More input arrives while the response is still being sent.
+    s.write_all(get("/second").as_bytes()).unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(20), "no EOF");
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("after {} bytes: {e}", got.len()),
+        }
+        std::thread::sleep(Duration::from_millis(1)); // the slow reader itself
+    }
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(got.len() - head_end, 8 << 20, "response cut short");
+    assert!(got[head_end..] == pattern(8 << 20, 7), "body differs");
+}

@@ -64,7 +64,7 @@ fn child_port(child: &mut Child) -> u16 {
 }
 
 /// Serves `handler` on 127.0.0.1:0 in this (child) process: prints the port,
-/// stops when the parent closes our stdin.
+/// drains on a `d` from the parent, stops when the parent closes our stdin.
 fn serve_in_child<H: keelhttp::Handler>(config: Config, handler: H) {
     let server = Server::bind("127.0.0.1:0", config).expect("bind");
     let mut out = std::io::stdout();
@@ -72,7 +72,13 @@ fn serve_in_child<H: keelhttp::Handler>(config: Config, handler: H) {
     let _ = out.flush();
     let stop = server.shutdown_handle();
     thread::spawn(move || {
-        let _ = std::io::stdin().read(&mut [0u8; 1]);
+        // A 'd' on stdin begins a drain; EOF stops at once.
+        let mut byte = [0u8; 1];
+        while let Ok(1) = std::io::stdin().read(&mut byte) {
+            if byte[0] == b'd' {
+                stop.shutdown();
+            }
+        }
         stop.shutdown_now();
     });
     server.run(handler).expect("run");
@@ -236,6 +242,12 @@ fn out_of_descriptors_pauses_accepting_without_spinning() {
     let pid = child.id();
     let addr = SocketAddr::from(([127, 0, 0, 1], child_port(&mut child)));
     let req = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    // A download that stalls (never read): it keeps a later drain going.
+    let mut stalled = connect(addr);
+    stalled
+        .write_all(b"GET /huge HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    stalled.read_exact(&mut [0u8; 1]).unwrap();
     // Fill every descriptor with idle keep-alive clients until one is not
     // accepted: that one waits in the kernel's queue.
     let mut served = Vec::new();
@@ -273,6 +285,88 @@ fn out_of_descriptors_pauses_accepting_without_spinning() {
         "waiting client never answered"
     );
     drop(served);
+    end_child(child);
+}
+
+#[test]
+#[ignore = "child process of a_drain_at_the_descriptor_limit_does_not_spin"]
+fn child_drain_at_the_limit() {
+    if std::env::var(ROLE).as_deref() != Ok("emfile-drain") {
+        return;
+    }
+    let mut config = Config::default();
+    config.max_connections = 100_000;
+    config.drain_timeout = Duration::from_secs(3);
+    let server = Server::bind("127.0.0.1:0", config).expect("bind");
+    // Room for exactly three more descriptors: three connections. The limit
+    // caps descriptor numbers, not their count, and inherited descriptors
+    // may sit anywhere: take the three lowest free numbers and stop above.
+    let probes: Vec<File> = (0..3)
+        .map(|_| File::open("/dev/null").expect("probe"))
+        .collect();
+    let third = probes.iter().map(|f| f.as_raw_fd()).max().expect("probes") as u64;
+    drop(probes);
+    let rl = libc::rlimit {
+        rlim_cur: third + 1,
+        rlim_max: third + 1,
+    };
+    // SAFETY: lowering this process's own descriptor limit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) }, 0);
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "\nKEEL_PORT={}", server.local_addr().port());
+    let _ = out.flush();
+    let stop = server.shutdown_handle();
+    thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        while let Ok(1) = std::io::stdin().read(&mut byte) {
+            stop.shutdown(); // any byte: drain
+        }
+        stop.shutdown_now();
+    });
+    let huge: &'static [u8] = Box::leak(vec![b'h'; 32 << 20].into_boxed_slice());
+    server
+        .run(move |_req: &Request<'_>| Response::new(200).with_body(Body::Static(huge)))
+        .expect("run");
+}
+
+/// Regression (found in review): at the descriptor limit with an accept
+/// retry pending and only busy connections, a drain closed the listener but
+/// left the retry armed, and the loop spun at full CPU until the deadline.
+#[test]
+fn a_drain_at_the_descriptor_limit_does_not_spin() {
+    let mut child = spawn_role("emfile-drain", "child_drain_at_the_limit");
+    let pid = child.id();
+    let addr = SocketAddr::from(([127, 0, 0, 1], child_port(&mut child)));
+    // Three downloads that stall (never read past the first byte) fill it.
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect(addr);
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        s.read_exact(&mut [0u8; 1]).unwrap();
+        stalled.push(s);
+    }
+    // A fourth waits in the queue: accept fails with EMFILE, a retry is armed.
+    let mut queued = connect(addr);
+    queued
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(
+        !answered_within(&mut queued, Duration::from_millis(300)),
+        "not at the limit"
+    );
+    let mut stdin = child.stdin.take().expect("child stdin");
+    stdin.write_all(b"d").unwrap();
+    stdin.flush().unwrap();
+    thread::sleep(Duration::from_millis(300)); // let the drain begin and the retry come due
+    let before = cpu_time(pid);
+    thread::sleep(Duration::from_secs(1)); // the measurement window itself
+    let used = cpu_time(pid) - before;
+    assert!(
+        used < Duration::from_millis(100),
+        "used {used:?} of CPU in 1 s while draining"
+    );
+    child.stdin = Some(stdin);
+    drop((stalled, queued));
     end_child(child);
 }
 

@@ -143,10 +143,12 @@ fn cycle(n: usize, stuck: bool) -> Duration {
     read_to_eof(&mut upload)
         .map_err(|e| ctx("mid-upload", e))
         .unwrap();
+    drop(upload); // as a client does at EOF (the server may linger for it)
 
     let rest = read_to_eof(&mut slow)
         .map_err(|e| ctx("slow reader", e))
         .unwrap();
+    drop(slow);
     let mut all = first.to_vec();
     all.extend_from_slice(&rest);
     let head_end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
