@@ -1022,7 +1022,10 @@ fn keep_header(
     }
     if !encode::header_is_safe(name, value) {
         if let Some(n) = logs.allow(now) {
-            warn!("dropping unsafe response header {name:?}{}", Suppressed(n));
+            warn!(
+                "dropping response header {name:?}: it could split the response{}",
+                Suppressed(n)
+            );
         }
         return false;
     }

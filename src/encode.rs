@@ -238,7 +238,7 @@ Content-Length: 10\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
     }
 
     #[test]
-    fn unsafe_header_values_are_refused() {
+    fn response_splitting_header_values_are_refused() {
         assert!(header_is_safe("X-A", "b c\td"));
         assert!(!header_is_safe("X-A", "b\r\nSet-Cookie: x"));
         assert!(!header_is_safe("X A", "b"));

@@ -55,7 +55,7 @@ impl Shared {
 ///     stop.shutdown();
 /// });
 /// let report = server.run(|_req: &keelhttp::Request| keelhttp::Response::text(200, "hi\n"))?;
-/// println!("{} connections drained", report.drained);
+/// log::info!("{} connections drained", report.drained);
 /// # Ok::<(), keelhttp::Error>(())
 /// ```
 #[derive(Debug, Clone)]

@@ -106,10 +106,9 @@ impl SigpipeGuard {
 impl Drop for SigpipeGuard {
     fn drop(&mut self) {
         consume_sigpipe();
-        // SAFETY: restores the mask saved in `new`, on the same thread (the
-        // guard is !Send through its PhantomData).
-        let r =
-            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+        let old = &self.old;
+        // SAFETY: restores the mask saved in `new` on the same thread (!Send).
+        let r = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
         debug_assert_eq!(r, 0, "pthread_sigmask cannot fail with valid arguments");
     }
 }
