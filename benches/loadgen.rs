@@ -613,6 +613,17 @@ fn expect_eof(s: &mut TcpStream, buf: &mut [u8]) -> Result<(), Fail> {
 
 // ---------------------------------------------------------------- /proc
 
+/// Server CPU used between two readings of [`cpu_ns`], with its source.
+fn cpu_delta(
+    before: Option<(u64, &'static str)>,
+    after: Option<(u64, &'static str)>,
+) -> Option<(u64, &'static str)> {
+    match (before, after) {
+        (Some((a, src)), Some((b, _))) => Some((b.saturating_sub(a), src)),
+        _ => None,
+    }
+}
+
 /// Server CPU time in nanoseconds and where it came from.
 fn cpu_ns(pids: &[u32], clk_tck: Option<u64>) -> Option<(u64, &'static str)> {
     if pids.is_empty() {
@@ -726,10 +737,7 @@ fn run_load(o: &Opts) -> Result<Report, String> {
     let seconds = measured_from.elapsed().as_secs_f64();
     let rss_after = status_kib(&o.pids, "VmRSS:");
     let anon_after = status_kib(&o.pids, "RssAnon:");
-    let cpu = match (cpu0, cpu1) {
-        (Some((a, src)), Some((b, _))) => Some((b.saturating_sub(a), src)),
-        _ => None,
-    };
+    let cpu = cpu_delta(cpu0, cpu1);
     Ok(Report {
         tally,
         seconds,
@@ -938,10 +946,7 @@ fn run_idle(o: &Opts) -> Result<Report, String> {
         let _ = s.shutdown(Shutdown::Both);
     }
     drop(open);
-    let cpu = match (cpu0, cpu1) {
-        (Some((a, src)), Some((b, _))) => Some((b.saturating_sub(a), src)),
-        _ => None,
-    };
+    let cpu = cpu_delta(cpu0, cpu1);
     Ok(Report {
         tally,
         seconds,

@@ -40,6 +40,8 @@
 //!
 //! See `examples/` for a closure handler, a static directory and a host-owned
 //! loop.
+// A lint, not unsafe code: unsafe is denied crate-wide; sys.rs alone opts
+// out, and every block there has its SAFETY line.
 #![deny(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(rust_2018_idioms)]

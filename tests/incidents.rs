@@ -65,8 +65,10 @@ fn child_port(child: &mut Child) -> u16 {
 
 /// Serves `handler` on 127.0.0.1:0 in this (child) process: prints the port,
 /// drains on a `d` from the parent, stops when the parent closes our stdin.
-fn serve_in_child<H: keelhttp::Handler>(config: Config, handler: H) {
+/// `after_bind` runs once the listener exists (to set limits around it).
+fn serve_in_child<H: keelhttp::Handler>(config: Config, after_bind: impl FnOnce(), handler: H) {
     let server = Server::bind("127.0.0.1:0", config).expect("bind");
+    after_bind();
     let mut out = std::io::stdout();
     let _ = writeln!(out, "\nKEEL_PORT={}", server.local_addr().port());
     let _ = out.flush();
@@ -156,6 +158,7 @@ fn child_sigpipe_default_disposition() {
     std::fs::write(&path, pattern(FILE_LEN, 1)).expect("write file");
     serve_in_child(
         Config::default(),
+        || {},
         move |_req: &Request<'_>| match File::open(&path).and_then(|f| Response::file(200, f)) {
             Ok(r) => r,
             Err(_) => Response::new(500),
@@ -219,7 +222,11 @@ fn child_low_nofile() {
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) }, 0);
     let mut config = Config::default();
     config.max_connections = 100_000; // the descriptor limit must bite first
-    serve_in_child(config, |_req: &Request<'_>| Response::text(200, "ok"));
+    serve_in_child(
+        config,
+        || {},
+        |_req: &Request<'_>| Response::text(200, "ok"),
+    );
 }
 
 /// Whether `s` gets a response to a request within `wait`.
@@ -297,36 +304,26 @@ fn child_drain_at_the_limit() {
     let mut config = Config::default();
     config.max_connections = 100_000;
     config.drain_timeout = Duration::from_secs(3);
-    let server = Server::bind("127.0.0.1:0", config).expect("bind");
     // Room for exactly three more descriptors: three connections. The limit
     // caps descriptor numbers, not their count, and inherited descriptors
     // may sit anywhere: take the three lowest free numbers and stop above.
-    let probes: Vec<File> = (0..3)
-        .map(|_| File::open("/dev/null").expect("probe"))
-        .collect();
-    let third = probes.iter().map(|f| f.as_raw_fd()).max().expect("probes") as u64;
-    drop(probes);
-    let rl = libc::rlimit {
-        rlim_cur: third + 1,
-        rlim_max: third + 1,
+    let limit_to_three_more = || {
+        let probes: Vec<File> = (0..3)
+            .map(|_| File::open("/dev/null").expect("probe"))
+            .collect();
+        let third = probes.iter().map(|f| f.as_raw_fd()).max().expect("probes") as u64;
+        drop(probes);
+        let rl = libc::rlimit {
+            rlim_cur: third + 1,
+            rlim_max: third + 1,
+        };
+        // SAFETY: lowering this process's own descriptor limit.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) }, 0);
     };
-    // SAFETY: lowering this process's own descriptor limit.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) }, 0);
-    let mut out = std::io::stdout();
-    let _ = writeln!(out, "\nKEEL_PORT={}", server.local_addr().port());
-    let _ = out.flush();
-    let stop = server.shutdown_handle();
-    thread::spawn(move || {
-        let mut byte = [0u8; 1];
-        while let Ok(1) = std::io::stdin().read(&mut byte) {
-            stop.shutdown(); // any byte: drain
-        }
-        stop.shutdown_now();
-    });
     let huge: &'static [u8] = Box::leak(vec![b'h'; 32 << 20].into_boxed_slice());
-    server
-        .run(move |_req: &Request<'_>| Response::new(200).with_body(Body::Static(huge)))
-        .expect("run");
+    serve_in_child(config, limit_to_three_more, move |_req: &Request<'_>| {
+        Response::new(200).with_body(Body::Static(huge))
+    });
 }
 
 /// Regression (found in review): at the descriptor limit with an accept
