@@ -22,7 +22,7 @@
 //! ```text
 //!  policy   main.rs (the `keel` CLI)        static_files/ (a Handler serving a directory)
 //!  API      server.rs handler.rs request.rs response.rs shutdown.rs config.rs error.rs header.rs
-//!  engine   reactor.rs -> conn.rs -> parse.rs  encode.rs  sys.rs (the only unsafe: libc calls)
+//!  engine   reactor.rs -> conn/ -> parse.rs  encode.rs  sys.rs (the only unsafe: libc calls)
 //! ```
 //!
 //! The handler runs on the server's thread: no `Send`/`Sync` bounds, and it
