@@ -155,6 +155,19 @@ pub(crate) enum ConnHeader {
     Close,
 }
 
+/// The framing headers the server writes itself; a handler's copies are
+/// dropped.
+pub(crate) fn server_owns(name: &str) -> bool {
+    const OWNED: [&str; 5] = [
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::CONNECTION,
+        header::DATE,
+        header::SERVER,
+    ];
+    OWNED.iter().any(|o| o.eq_ignore_ascii_case(name))
+}
+
 /// Whether a header name is a valid token and a value has no CR, LF or NUL:
 /// anything else could split the response, so it is dropped.
 pub(crate) fn header_is_safe(name: &str, value: &str) -> bool {
@@ -176,6 +189,7 @@ pub(crate) fn encode_head<'h>(
     out: &mut Vec<u8>,
     status: u16,
     headers: impl Iterator<Item = (&'h str, &'h str)>,
+    block: &[u8],
     content_length: Option<u64>,
     conn: ConnHeader,
     date: &[u8],
@@ -199,6 +213,7 @@ pub(crate) fn encode_head<'h>(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(block);
     match conn {
         ConnHeader::None => {}
         ConnHeader::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
@@ -226,6 +241,7 @@ mod tests {
             &mut out,
             404,
             [("Content-Type", "text/plain")].into_iter(),
+            b"ETag: \"x\"\r\n",
             Some(10),
             ConnHeader::Close,
             b"Thu, 01 Jan 1970 00:00:00 GMT",
@@ -233,7 +249,7 @@ mod tests {
         assert_eq!(
             out,
             b"HTTP/1.1 404 Not Found\r\nServer: keel\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\
-Content-Length: 10\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+Content-Length: 10\r\nContent-Type: text/plain\r\nETag: \"x\"\r\nConnection: close\r\n\r\n"
         );
     }
 

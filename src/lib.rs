@@ -67,7 +67,7 @@ pub use config::Config;
 pub use error::{Error, ErrorCode, ErrorKind};
 pub use handler::Handler;
 pub use request::{Request, Version};
-pub use response::{Body, HeaderText, Response};
+pub use response::{Body, HeaderBlock, HeaderText, Response};
 pub use server::{Report, Server, Stats};
 pub use shutdown::ShutdownHandle;
 pub use signals::stop_on_signals;

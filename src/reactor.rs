@@ -227,15 +227,16 @@ impl Reactor {
             self.ready.push_back(key);
         }
         let want = conn.interest();
-        if want != conn.registered {
-            match self
-                .poll
-                .registry()
-                .reregister(&mut conn.io, Token(key), want)
-            {
-                Ok(()) => conn.registered = want,
+        if conn.registered != Some(want) {
+            let registry = self.poll.registry();
+            let done = match conn.registered {
+                None => registry.register(&mut conn.io, Token(key), want),
+                Some(_) => registry.reregister(&mut conn.io, Token(key), want),
+            };
+            match done {
+                Ok(()) => conn.registered = Some(want),
                 Err(e) => {
-                    warn!("reregister failed: {e}; closing the connection");
+                    warn!("cannot register a connection with the poller: {e}; closing it");
                     self.conns.remove(key);
                     return;
                 }
@@ -320,18 +321,11 @@ impl Reactor {
                 return;
             };
             match listener.accept() {
-                Ok((mut stream, peer)) => {
-                    let entry = self.conns.vacant_entry();
-                    let key = entry.key();
-                    if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut stream, Token(key), Interest::READABLE)
-                    {
-                        warn!("cannot register a new connection: {e}");
-                        continue;
-                    }
-                    entry.insert(Conn::new(
+                Ok((stream, peer)) => {
+                    // Read at once; the connection is registered with the
+                    // poller only when it must wait (`settle`), so a request
+                    // answered within its first read costs no `epoll_ctl`.
+                    let key = self.conns.insert(Conn::new(
                         stream,
                         Some(peer),
                         self.now,

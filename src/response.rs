@@ -4,6 +4,9 @@ use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io;
+use std::sync::Arc;
+
+use log::warn;
 
 use crate::{header, ErrorCode};
 
@@ -17,12 +20,25 @@ pub enum Body {
     Static(&'static [u8]),
     /// Owned bytes.
     Bytes(Vec<u8>),
+    /// Bytes shared by reference count (a cache's copy of a small file, a
+    /// precomputed answer): cloning the `Arc` costs no allocation.
+    Shared(Arc<[u8]>),
     /// `len` bytes of an open file from `offset`, sent with `sendfile(2)`.
     /// If the file turns out shorter than promised, the connection is closed:
     /// the response cannot be completed honestly.
     File {
         /// The open file.
         file: File,
+        /// Where the body starts in the file.
+        offset: u64,
+        /// How many bytes the body has.
+        len: u64,
+    },
+    /// Like [`Body::File`], for a file descriptor shared with a cache: the
+    /// descriptor stays open as long as any response or the cache holds it.
+    SharedFile {
+        /// The open file.
+        file: Arc<File>,
         /// Where the body starts in the file.
         offset: u64,
         /// How many bytes the body has.
@@ -37,7 +53,8 @@ impl Body {
             Body::Empty => 0,
             Body::Static(b) => b.len() as u64,
             Body::Bytes(b) => b.len() as u64,
-            Body::File { len, .. } => *len,
+            Body::Shared(b) => b.len() as u64,
+            Body::File { len, .. } | Body::SharedFile { len, .. } => *len,
         }
     }
 
@@ -53,7 +70,10 @@ impl fmt::Debug for Body {
             Body::Empty => f.write_str("Empty"),
             Body::Static(b) => write!(f, "Static({} bytes)", b.len()),
             Body::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
-            Body::File { offset, len, .. } => write!(f, "File({len} bytes at {offset})"),
+            Body::Shared(b) => write!(f, "Shared({} bytes)", b.len()),
+            Body::File { offset, len, .. } | Body::SharedFile { offset, len, .. } => {
+                write!(f, "File({len} bytes at {offset})")
+            }
         }
     }
 }
@@ -86,6 +106,65 @@ impl From<Vec<u8>> for Body {
 /// [`header`](crate::header), owned for computed values.
 pub type HeaderText = Cow<'static, str>;
 
+/// Headers checked and formatted once, then shared by reference count: a
+/// handler that sends the same headers again and again (a file cache, a
+/// fixed endpoint) attaches them to each [`Response`] without allocating.
+///
+/// Names the server owns (`Content-Length`, `Transfer-Encoding`,
+/// `Connection`, `Date`, `Server`) and anything that could split the
+/// response are dropped when the block is made (and logged), exactly as
+/// [`Response::add_header`] headers are dropped when they are sent.
+///
+/// ```
+/// use keelhttp::{header, HeaderBlock, Response};
+/// let block = HeaderBlock::new([(header::CONTENT_TYPE, "text/css"), (header::ETAG, "\"v1\"")]);
+/// let r = Response::new(200).with_headers(block.clone()).with_body("p{}");
+/// assert_eq!(r.header(header::ETAG), Some("\"v1\""));
+/// ```
+#[derive(Clone)]
+pub struct HeaderBlock {
+    /// `Name: value\r\n` lines, each checked.
+    text: Arc<str>,
+}
+
+impl HeaderBlock {
+    /// Checks and formats `headers` once.
+    pub fn new<'h>(headers: impl IntoIterator<Item = (&'h str, &'h str)>) -> HeaderBlock {
+        let mut text = String::new();
+        for (name, value) in headers {
+            if crate::encode::server_owns(name) {
+                warn!("dropping header {name:?} from a header block: the server writes it");
+            } else if !crate::encode::header_is_safe(name, value) {
+                warn!("dropping header {name:?} from a header block: it could split the response");
+            } else {
+                text.push_str(name);
+                text.push_str(": ");
+                text.push_str(value);
+                text.push_str("\r\n");
+            }
+        }
+        HeaderBlock { text: text.into() }
+    }
+
+    /// The formatted lines, as they go on the wire.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.text.as_bytes()
+    }
+
+    /// The headers, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.text
+            .split_terminator("\r\n")
+            .filter_map(|l| l.split_once(": "))
+    }
+}
+
+impl fmt::Debug for HeaderBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
 /// A response: status, headers and a [`Body`].
 ///
 /// The server owns the framing: it writes `Content-Length`, `Date`, `Server`
@@ -107,6 +186,8 @@ pub struct Response {
     /// allocates no header list.
     content_type: Option<HeaderText>,
     headers: Vec<(HeaderText, HeaderText)>,
+    /// Prebuilt headers, sent after `content_type` and `headers`.
+    block: Option<HeaderBlock>,
     body: Body,
     /// Set by [`Response::error`]: the engine renders the body as JSON
     /// instead when the request accepts JSON.
@@ -121,6 +202,7 @@ impl Response {
             status,
             content_type: None,
             headers: Vec::new(),
+            block: None,
             body: Body::Empty,
             error: None,
         }
@@ -204,6 +286,13 @@ impl Response {
         self
     }
 
+    /// Attaches a [`HeaderBlock`] (replacing any earlier one): its headers
+    /// are sent after those added one by one.
+    pub fn with_headers(mut self, block: HeaderBlock) -> Response {
+        self.block = Some(block);
+        self
+    }
+
     /// Adds a header in place.
     /// A `Content-Type` replaces any earlier one; other names may repeat.
     pub fn add_header(&mut self, name: impl Into<HeaderText>, value: impl Into<HeaderText>) {
@@ -228,7 +317,7 @@ impl Response {
     }
 
     /// All headers: `Content-Type` first, then the others in the order they
-    /// were added.
+    /// were added, then a [`HeaderBlock`]'s.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
         let ct = self
             .content_type
@@ -236,6 +325,7 @@ impl Response {
             .map(|v| (header::CONTENT_TYPE, v));
         ct.into_iter()
             .chain(self.headers.iter().map(|(n, v)| (&**n, &**v)))
+            .chain(self.block.iter().flat_map(HeaderBlock::iter))
     }
 
     /// The body.
@@ -249,6 +339,7 @@ impl Response {
             self.status,
             HeaderList {
                 content_type: self.content_type,
+                block: self.block,
                 rest: self.headers,
             },
             self.body,
@@ -260,10 +351,13 @@ impl Response {
 #[derive(Debug)]
 pub(crate) struct HeaderList {
     content_type: Option<HeaderText>,
+    pub(crate) block: Option<HeaderBlock>,
     rest: Vec<(HeaderText, HeaderText)>,
 }
 
 impl HeaderList {
+    /// `Content-Type` and the headers added one by one (not the block,
+    /// which is already checked and formatted).
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         let ct = self
             .content_type

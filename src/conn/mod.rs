@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{self, IoSlice, Read};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, trace};
@@ -75,6 +76,9 @@ const POOL_MAX: usize = 256;
 const MAX_REQUESTS_PER_TURN: u32 = 16;
 const READ_BUDGET: usize = 256 * 1024;
 const SEND_BUDGET: usize = 1024 * 1024;
+/// Pipelined responses gathered into one write: at most this many bytes
+/// (the pool keeps write buffers up to 16 KiB).
+const BATCH_CAP: usize = 16 * 1024;
 /// Room for chunk framing on top of the decoded body in the read buffer.
 const CHUNK_SLACK: usize = 16 * 1024;
 
@@ -150,15 +154,48 @@ enum Phase {
     Closed,
 }
 
+/// The body still to send after `wbuf[wpos..]`.
 enum Out {
     None,
-    Static(&'static [u8], usize),
-    Owned(Vec<u8>, usize),
+    /// Bytes in memory, sent from the cursor.
+    Mem(Mem, usize),
     File {
-        file: File,
+        file: FileRef,
         offset: u64,
         remaining: u64,
     },
+}
+
+/// A body in memory, however the handler held it.
+enum Mem {
+    Static(&'static [u8]),
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl Mem {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Mem::Static(b) => b,
+            Mem::Owned(b) => b,
+            Mem::Shared(b) => b,
+        }
+    }
+}
+
+/// A file body: owned by this response, or shared with a cache.
+enum FileRef {
+    Owned(File),
+    Shared(Arc<File>),
+}
+
+impl FileRef {
+    fn file(&self) -> &File {
+        match self {
+            FileRef::Owned(f) => f,
+            FileRef::Shared(f) => f,
+        }
+    }
 }
 
 /// What the response needs to know about the request it answers.
@@ -224,8 +261,9 @@ pub(crate) struct Conn<T> {
     pub(crate) deadline: Option<Instant>,
     /// The earliest entry the reactor's timer heap holds for this slot.
     pub(crate) armed: Option<Instant>,
-    /// The interest registered with the poller.
-    pub(crate) registered: Interest,
+    /// The interest registered with the poller; `None` until the
+    /// connection first has to wait.
+    pub(crate) registered: Option<Interest>,
     /// Whether the reactor's ready queue holds this slot.
     pub(crate) queued: bool,
 }
@@ -302,7 +340,7 @@ impl<T: Transport> Conn<T> {
             overloaded,
             deadline: Some(deadline_after(now, config.header_timeout)),
             armed: None,
-            registered: Interest::READABLE,
+            registered: None,
             queued: false,
         }
     }

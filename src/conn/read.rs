@@ -90,6 +90,10 @@ impl<T: Transport> Conn<T> {
         let data = &self.rbuf[self.start..self.end];
         if let Some(head_len) = parse::find_head_end(data, self.scan) {
             if budget.requests >= MAX_REQUESTS_PER_TURN {
+                if self.has_gathered() {
+                    self.flush_gathered();
+                    return Step::Continue;
+                }
                 return Step::Yield;
             }
             budget.requests += 1;
@@ -105,6 +109,12 @@ impl<T: Transport> Conn<T> {
             } else {
                 self.on_head(ctx, handler, head_len);
             }
+            return Step::Continue;
+        }
+        if self.has_gathered() {
+            // Every complete request of this read is answered: write the
+            // batch before reading more or waiting.
+            self.flush_gathered();
             return Step::Continue;
         }
         self.scan = data.len();

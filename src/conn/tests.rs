@@ -13,6 +13,8 @@ struct Script {
     /// `Some(n)`: accept at most n bytes; `None`: WouldBlock.
     writes: VecDeque<Option<usize>>,
     written: Vec<u8>,
+    /// `send` calls that wrote something.
+    sends: usize,
     shut: bool,
 }
 
@@ -48,6 +50,7 @@ impl Transport for Script {
             self.written.extend_from_slice(&b[..take]);
             n += take;
         }
+        self.sends += usize::from(n > 0);
         Ok(n)
     }
 
@@ -253,4 +256,82 @@ fn malformed_head_gets_400_then_lingers_with_write_side_shut() {
     conn.readable = true;
     rig.drive(&mut conn);
     assert!(conn.is_closed());
+}
+
+#[test]
+fn pipelined_requests_in_one_read_leave_in_one_write() {
+    let mut rig = Rig::new();
+    let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
+    let mut batch = Vec::new();
+    for i in 0..5 {
+        batch.extend_from_slice(format!("GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    }
+    batch.extend_from_slice(b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /partial HT");
+    conn.io.reads.push_back(Ok(batch));
+    rig.drive(&mut conn);
+    assert_eq!(conn.io.sends, 1, "one write for the whole batch");
+    assert_eq!(
+        bodies(&conn.io.written),
+        ["GET /0 0", "GET /1 0", "GET /2 0", "GET /3 0", "GET /4 0", ""]
+    );
+    conn.io
+        .reads
+        .push_back(Ok(b"TP/1.1\r\nHost: x\r\n\r\n".to_vec()));
+    conn.readable = true;
+    rig.drive(&mut conn);
+    assert_eq!(conn.io.sends, 2);
+    assert_eq!(
+        bodies(&conn.io.written).last().map(String::as_str),
+        Some("GET /partial 0")
+    );
+    assert!(matches!(conn.phase, Phase::Head));
+}
+
+#[test]
+fn connection_close_in_the_middle_of_a_batch_ends_it_there() {
+    let mut rig = Rig::new();
+    let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
+    conn.io
+        .reads
+        .push_back(Ok(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n\
+GET /2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n\
+GET /3 HTTP/1.1\r\nHost: x\r\n\r\n"
+            .to_vec()));
+    rig.drive(&mut conn);
+    assert_eq!(conn.io.sends, 1);
+    assert_eq!(bodies(&conn.io.written), ["GET /1 0", "GET /2 0"]);
+    assert!(String::from_utf8_lossy(&conn.io.written).contains("Connection: close"));
+    assert!(
+        conn.io.shut,
+        "unread input: the write side is shut, then linger"
+    );
+}
+
+#[test]
+fn a_batch_over_the_request_budget_is_written_before_yielding() {
+    let mut rig = Rig::new();
+    let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
+    let mut batch = Vec::new();
+    for i in 0..40 {
+        batch.extend_from_slice(format!("GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    }
+    conn.io.reads.push_back(Ok(batch));
+    assert!(
+        rig.drive(&mut conn),
+        "out of budget: queued for the next turn"
+    );
+    assert_eq!(
+        bodies(&conn.io.written).len(),
+        MAX_REQUESTS_PER_TURN as usize
+    );
+    assert_eq!(conn.io.sends, 1);
+    for _ in 0..3 {
+        rig.drive(&mut conn);
+    }
+    let got = bodies(&conn.io.written);
+    assert_eq!(got.len(), 40);
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == format!("GET /{i} 0")));
 }

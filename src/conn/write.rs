@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use log::{error, warn};
 
-use super::{Budget, Conn, Ctx, Info, Out, Peer, Phase, Step, Transport};
-use super::{READ_BUDGET, READ_BUF, SEND_BUDGET};
+use super::{Budget, Conn, Ctx, FileRef, Info, Mem, Out, Peer, Phase, Step, Transport};
+use super::{BATCH_CAP, READ_BUDGET, READ_BUF, SEND_BUDGET};
 use crate::encode::{self, ConnHeader};
 use crate::parse;
 use crate::ratelimit::Suppressed;
@@ -49,24 +49,32 @@ impl<T: Transport> Conn<T> {
         let (logs, now) = (&mut ctx.logs.handler, ctx.now);
         let kept = headers.iter().filter(|(n, v)| keep_header(n, v, logs, now));
         let length = (!no_body).then(|| body.len());
+        let block = headers.block.as_ref().map_or(&[][..], |b| b.as_bytes());
         encode::encode_head(
             &mut self.wbuf,
             status,
             kept,
+            block,
             length,
             conn_header,
             ctx.date.value(),
         );
-        self.out = if no_body || info.is_head {
+        let out = if no_body || info.is_head {
             Out::None
         } else {
             match body {
                 Body::Empty => Out::None,
-                Body::Static(b) => Out::Static(b, 0),
-                Body::Bytes(b) => Out::Owned(b, 0),
-                Body::File { len: 0, .. } => Out::None,
+                Body::Static(b) => Out::Mem(Mem::Static(b), 0),
+                Body::Bytes(b) => Out::Mem(Mem::Owned(b), 0),
+                Body::Shared(b) => Out::Mem(Mem::Shared(b), 0),
+                Body::File { len: 0, .. } | Body::SharedFile { len: 0, .. } => Out::None,
                 Body::File { file, offset, len } => Out::File {
-                    file,
+                    file: FileRef::Owned(file),
+                    offset,
+                    remaining: len,
+                },
+                Body::SharedFile { file, offset, len } => Out::File {
+                    file: FileRef::Shared(file),
                     offset,
                     remaining: len,
                 },
@@ -74,9 +82,45 @@ impl<T: Transport> Conn<T> {
         };
         self.keep_alive = keep;
         self.head_started = false;
+        self.start += parse::leading_empty_lines(&self.rbuf[self.start..self.end]);
+        if keep && self.start < self.end && self.gather(&out) {
+            // Pipelined requests wait in the buffer: answer them before the
+            // next write, so the batch leaves in one `sendmsg`.
+            self.next_request(ctx);
+            return;
+        }
+        self.out = out;
         self.set_phase(Phase::Respond);
         self.writable = true; // the socket is usually writable: try at once
         self.deadline = Some(ctx.after(ctx.config.stall_timeout));
+    }
+
+    /// Appends a memory body to `wbuf` behind its head if the batch stays
+    /// under [`BATCH_CAP`]; a file body (sendfile) ends the batch.
+    fn gather(&mut self, out: &Out) -> bool {
+        let body = match out {
+            Out::None => &[][..],
+            Out::Mem(m, _) => m.bytes(),
+            Out::File { .. } => return false,
+        };
+        if self.wbuf.len() + body.len() > BATCH_CAP {
+            return false;
+        }
+        self.wbuf.extend_from_slice(body);
+        true
+    }
+
+    /// Responses gathered by [`gather`](Self::gather) and not yet written.
+    pub(super) fn has_gathered(&self) -> bool {
+        matches!(self.phase, Phase::Head) && self.wpos < self.wbuf.len()
+    }
+
+    /// Writes the gathered responses now (before reading more, waiting, or
+    /// yielding the turn).
+    pub(super) fn flush_gathered(&mut self) {
+        self.out = Out::None;
+        self.set_phase(Phase::Respond);
+        self.writable = true;
     }
 
     pub(super) fn step_respond(&mut self, ctx: &mut Ctx<'_>, budget: &mut Budget) -> Step {
@@ -91,14 +135,11 @@ impl<T: Transport> Conn<T> {
             let res = match &self.out {
                 Out::None if head.is_empty() => break,
                 Out::None => self.io.send(&[IoSlice::new(head)], false),
-                Out::Static(b, pos) if head.is_empty() && *pos == b.len() => break,
-                Out::Static(b, pos) => self
-                    .io
-                    .send(&[IoSlice::new(head), IoSlice::new(&b[*pos..])], false),
-                Out::Owned(b, pos) if head.is_empty() && *pos == b.len() => break,
-                Out::Owned(b, pos) => self
-                    .io
-                    .send(&[IoSlice::new(head), IoSlice::new(&b[*pos..])], false),
+                Out::Mem(m, pos) if head.is_empty() && *pos == m.bytes().len() => break,
+                Out::Mem(m, pos) => self.io.send(
+                    &[IoSlice::new(head), IoSlice::new(&m.bytes()[*pos..])],
+                    false,
+                ),
                 Out::File { remaining, .. } if !head.is_empty() => {
                     self.io.send(&[IoSlice::new(head)], *remaining > 0)
                 }
@@ -109,7 +150,7 @@ impl<T: Transport> Conn<T> {
                     remaining,
                 } => {
                     let want = (*remaining).min((SEND_BUDGET - budget.sent) as u64) as usize;
-                    match self.io.send_file(file, *offset, want) {
+                    match self.io.send_file(file.file(), *offset, want) {
                         Ok(0) => {
                             if let Some(n) = ctx.logs.short_file.allow(ctx.now) {
                                 error!(
@@ -153,7 +194,7 @@ impl<T: Transport> Conn<T> {
         let rest = n - in_head;
         match &mut self.out {
             Out::None => {}
-            Out::Static(_, pos) | Out::Owned(_, pos) => *pos += rest,
+            Out::Mem(_, pos) => *pos += rest,
             Out::File {
                 offset, remaining, ..
             } => {
@@ -182,24 +223,31 @@ impl<T: Transport> Conn<T> {
             self.set_phase(Phase::Linger);
             self.deadline = Some(ctx.after(ctx.config.linger_timeout));
         } else if self.keep_alive && !ctx.closing() {
-            if !self.nodelay {
-                // Only kept-alive connections can have a small response
-                // follow an unacknowledged one (pipelining), which Nagle's
-                // algorithm would hold for a delayed ACK; one-shot
-                // connections skip the syscall.
-                self.io.set_nodelay();
-                self.nodelay = true;
-            }
-            self.set_phase(Phase::Head);
-            if self.start < self.end {
-                self.head_started = true;
-                self.deadline = Some(ctx.after(ctx.config.header_timeout));
-            } else {
-                self.deadline = Some(ctx.after(ctx.config.idle_timeout));
+            self.next_request(ctx);
+            if self.start == self.end {
                 ctx.pool.give_write(std::mem::take(&mut self.wbuf));
             }
         } else {
             self.close(ctx);
+        }
+    }
+
+    /// Keep-alive: on to the next request, buffered or still to come.
+    fn next_request(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.nodelay {
+            // Only kept-alive connections can have a small response
+            // follow an unacknowledged one (pipelining), which Nagle's
+            // algorithm would hold for a delayed ACK; one-shot
+            // connections skip the syscall.
+            self.io.set_nodelay();
+            self.nodelay = true;
+        }
+        self.set_phase(Phase::Head);
+        if self.start < self.end {
+            self.head_started = true;
+            self.deadline = Some(ctx.after(ctx.config.header_timeout));
+        } else {
+            self.deadline = Some(ctx.after(ctx.config.idle_timeout));
         }
     }
 
@@ -228,14 +276,7 @@ fn keep_header(
     logs: &mut crate::ratelimit::LogLimit,
     now: Instant,
 ) -> bool {
-    const OWNED: [&str; 5] = [
-        header::CONTENT_LENGTH,
-        header::TRANSFER_ENCODING,
-        header::CONNECTION,
-        header::DATE,
-        header::SERVER,
-    ];
-    if OWNED.iter().any(|o| o.eq_ignore_ascii_case(name)) {
+    if encode::server_owns(name) {
         return false;
     }
     if !encode::header_is_safe(name, value) {
