@@ -1,5 +1,7 @@
 //! The [`Handler`] trait.
 
+use std::os::fd::BorrowedFd;
+
 use crate::{Request, Response};
 
 /// Turns a request into a response. Runs on the server's one thread, so it
@@ -24,6 +26,24 @@ pub trait Handler {
     /// Answers one request. The handler should not block: every other
     /// connection waits while it runs.
     fn handle(&mut self, req: &Request<'_>) -> Response;
+
+    /// A descriptor the server's loop should poll for readability on the
+    /// handler's behalf (an inotify instance, an eventfd, a timerfd): when it
+    /// becomes readable, the loop calls [`on_ready`](Self::on_ready) before it
+    /// serves the requests of the same turn. Asked once, on the first turn.
+    /// Default: none.
+    fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    /// [`watch_fd`](Self::watch_fd) became readable. Edge-triggered: read it
+    /// until it would block. Default: nothing.
+    fn on_ready(&mut self) {}
+
+    /// The process ran out of file descriptors (`accept` failed with
+    /// `EMFILE` or `ENFILE`): close what can be spared, such as cached
+    /// files. Default: nothing.
+    fn release_fds(&mut self) {}
 }
 
 impl<F> Handler for F

@@ -47,6 +47,13 @@ Files:
                         Cache-Control sent with files [default: none]
       --precompressed   serve F.br or F.gz beside F to clients that accept them
       --max-ranges N    most ranges in one request; 0 turns ranges off [default: 16]
+      --file-cache BYTES
+                        open-file cache: bytes of small files kept in memory (K, M, G
+                        suffixes); 0 turns the cache off [default: 8M]
+      --file-cache-entries N
+                        most files in the cache [default: 1024]
+      --file-cache-fds N
+                        most open descriptors the cache keeps for larger files [default: 64]
   -h, --help        print this help
   -V, --version     print the version
 
@@ -178,6 +185,9 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
                     .parse()
                     .map_err(|_| format!("invalid number of ranges '{v}'"))?;
             }
+            "--file-cache" => files.cache_bytes = bytes(&value(&flag)?)?,
+            "--file-cache-entries" => files.cache_entries = count(&value(&flag)?)?,
+            "--file-cache-fds" => files.cache_fds = count(&value(&flag)?)?,
             f if f.starts_with('-') && f != "-" => return Err(format!("unknown option '{f}'")),
             _ if dir.is_none() => dir = Some(PathBuf::from(arg)),
             _ => return Err(format!("unexpected argument '{arg}'")),
@@ -190,6 +200,29 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
         config,
         files,
     })))
+}
+
+/// A byte count: digits with an optional K, M or G suffix (powers of 1024).
+fn bytes(v: &str) -> Result<u64, String> {
+    let (digits, shift) = match v.strip_suffix(['K', 'k']) {
+        Some(d) => (d, 10),
+        None => match v.strip_suffix(['M', 'm']) {
+            Some(d) => (d, 20),
+            None => match v.strip_suffix(['G', 'g']) {
+                Some(d) => (d, 30),
+                None => (v, 0),
+            },
+        },
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("invalid size '{v}' (e.g. 8M, 512K, 0)"))
+}
+
+fn count(v: &str) -> Result<usize, String> {
+    v.parse().map_err(|_| format!("invalid count '{v}'"))
 }
 
 /// A timeout that would cut every connection at once is a mistake.

@@ -6,11 +6,13 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
@@ -22,6 +24,8 @@ use crate::{Config, Error, Handler, Report, Stats};
 
 const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
+/// The handler's own descriptor ([`Handler::watch_fd`]).
+const HANDLER: Token = Token(usize::MAX - 2);
 /// Accepts per turn before the loop serves its existing connections again.
 const ACCEPTS_PER_TURN: usize = 128;
 /// Back-off before accepting again after `EMFILE` and friends.
@@ -61,6 +65,8 @@ pub(crate) struct Reactor {
     accept_retry_at: Option<Instant>,
     drained: usize,
     forced: usize,
+    /// Whether the handler was asked for its [`Handler::watch_fd`].
+    handler_polled: bool,
 }
 
 impl Reactor {
@@ -93,6 +99,7 @@ impl Reactor {
             accept_retry_at: None,
             drained: 0,
             forced: 0,
+            handler_polled: false,
         })
     }
 
@@ -121,6 +128,17 @@ impl Reactor {
         if self.check_finished() {
             return Ok(false);
         }
+        if !self.handler_polled {
+            self.handler_polled = true;
+            if let Some(fd) = handler.watch_fd() {
+                let raw = fd.as_raw_fd();
+                self.poll
+                    .registry()
+                    .register(&mut SourceFd(&raw), HANDLER, Interest::READABLE)
+                    .map_err(Error::poll)?;
+                handler.on_ready(); // anything that happened before
+            }
+        }
         let timeout = self.next_timeout(timeout);
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         let polled = self.poll.poll(&mut events, timeout);
@@ -134,10 +152,15 @@ impl Reactor {
                 return Err(Error::poll(e));
             }
         }
+        // The handler's events first: a file changed before a request was
+        // sent is seen before that request is served.
+        if events.iter().any(|ev| ev.token() == HANDLER) {
+            handler.on_ready();
+        }
         for ev in events.iter() {
             match ev.token() {
                 LISTENER => self.accept_pending = true,
-                WAKER => {} // the shutdown state is re-read below
+                WAKER | HANDLER => {} // the shutdown state is re-read below
                 Token(key) => {
                     if let Some(conn) = self.conns.get_mut(key) {
                         // Errors and hang-ups are hints: the next read or
@@ -347,6 +370,7 @@ impl Reactor {
                     // stays queued; try again after a back-off or when one of
                     // ours closes. Never spin, never log per attempt.
                     self.accept_retry_at = Some(self.now + ACCEPT_BACKOFF);
+                    handler.release_fds();
                     if let Some(n) = self.accept_log.allow(self.now) {
                         warn!(
                             "accept failed: {e}; pausing new connections ({} open){}",

@@ -157,6 +157,19 @@ pub(crate) fn nofile_limit() -> Option<u64> {
 /// escape fails with `EXDEV`; a kernel before 5.6 with `ENOSYS`.
 #[cfg(target_os = "linux")]
 pub(crate) fn open_beneath(dir: &File, rel: &std::path::Path) -> io::Result<File> {
+    openat2_beneath(dir, rel, 0)
+}
+
+/// Like [`open_beneath`], and no component may be a symlink at all
+/// (`RESOLVE_NO_SYMLINKS`, `ELOOP` if one is): the file reached is the one
+/// the plain names lead to, so watching those directories sees every change.
+#[cfg(target_os = "linux")]
+pub(crate) fn open_beneath_no_symlinks(dir: &File, rel: &std::path::Path) -> io::Result<File> {
+    openat2_beneath(dir, rel, libc::RESOLVE_NO_SYMLINKS)
+}
+
+#[cfg(target_os = "linux")]
+fn openat2_beneath(dir: &File, rel: &std::path::Path, resolve: u64) -> io::Result<File> {
     use std::os::fd::FromRawFd;
     use std::os::unix::ffi::OsStrExt;
     let bytes = rel.as_os_str().as_bytes();
@@ -181,7 +194,7 @@ pub(crate) fn open_beneath(dir: &File, rel: &std::path::Path) -> io::Result<File
     // caller then refuses anything that is not a regular file); it changes
     // nothing for regular files.
     how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | resolve;
     // SAFETY: dir's fd is open, `path` ends in its only NUL and `how` is a valid
     // open_how whose size we pass; both outlive the call.
     let fd = unsafe {
@@ -205,6 +218,67 @@ pub(crate) fn open_beneath(dir: &File, rel: &std::path::Path) -> io::Result<File
 pub(crate) fn open_beneath(_dir: &File, _rel: &std::path::Path) -> io::Result<File> {
     Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
+
+/// Without `openat2`: report it missing (nothing is cached then).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn open_beneath_no_symlinks(_dir: &File, _rel: &std::path::Path) -> io::Result<File> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+/// A new non-blocking, close-on-exec inotify instance.
+#[cfg(target_os = "linux")]
+pub(crate) fn inotify_init() -> io::Result<File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: no pointers; the flags are valid for inotify_init1.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Watches `path` (a directory) for `mask`; the watch descriptor. The same
+/// inode watched twice gives the same descriptor.
+#[cfg(target_os = "linux")]
+pub(crate) fn inotify_add_watch(
+    inotify: &File,
+    path: &std::path::Path,
+    mask: u32,
+) -> io::Result<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: the inotify fd is open and `c` is NUL-terminated and outlives the call.
+    let wd = unsafe { libc::inotify_add_watch(inotify.as_raw_fd(), c.as_ptr(), mask) };
+    if wd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(wd)
+}
+
+/// Stops watch `wd` (errors ignored: the watch may already be gone).
+#[cfg(target_os = "linux")]
+pub(crate) fn inotify_rm_watch(inotify: &File, wd: i32) {
+    // SAFETY: no pointers; an unknown wd is only EINVAL.
+    unsafe { libc::inotify_rm_watch(inotify.as_raw_fd(), wd) };
+}
+
+/// Without inotify: none (cached files are revalidated instead).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn inotify_init() -> io::Result<File> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+/// Without inotify: never called (there is no instance).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn inotify_add_watch(_: &File, _: &std::path::Path, _: u32) -> io::Result<i32> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+/// Without inotify: nothing to remove.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn inotify_rm_watch(_: &File, _: i32) {}
 
 /// The set of `signals`.
 fn sigset_of(signals: &[libc::c_int]) -> libc::sigset_t {

@@ -9,12 +9,66 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::date;
 use crate::{header, Request};
 
-/// A file's validators, as sent and as compared.
+/// What a file's validators are computed from: its entity tag and
+/// modification time, fixed for an opened file (a cache keeps one).
 #[derive(Debug)]
-pub(super) struct Validators {
+pub(super) struct Identity {
     /// The strong entity tag, quotes included: inode, size and modification
     /// time to the nanosecond, in hex.
     pub(super) etag: String,
+    mtime: i64,
+    /// The modification time since the epoch; `None` before it.
+    mtime_exact: Option<Duration>,
+}
+
+impl Identity {
+    /// The identity of an opened file's metadata (its `fstat`).
+    pub(super) fn of(meta: &Metadata) -> Identity {
+        Identity {
+            etag: format!(
+                "\"{:x}-{:x}-{:x}.{:x}\"",
+                meta.ino(),
+                meta.len(),
+                meta.mtime(),
+                meta.mtime_nsec()
+            ),
+            mtime: meta.mtime(),
+            mtime_exact: epoch_secs(meta.mtime(), meta.mtime_nsec()),
+        }
+    }
+
+    /// The validators at `now`.
+    pub(super) fn at(&self, now: SystemTime) -> Validators<'_> {
+        let now_secs = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let modified_is_strong = match (self.mtime_exact, now.duration_since(UNIX_EPOCH)) {
+            (Some(m), Ok(n)) => n
+                .checked_sub(m)
+                .is_some_and(|age| age >= Duration::from_secs(1)),
+            (None, _) => true, // before 1970: long ago
+            (Some(_), Err(_)) => false,
+        };
+        Validators {
+            etag: &self.etag,
+            modified: self.mtime.min(now_secs),
+            modified_is_strong,
+            now: now_secs,
+        }
+    }
+
+    /// Whether the modification time is not in the future at `now`, so
+    /// `Last-Modified` is the file's own and stays the same.
+    pub(super) fn settled(&self, now: SystemTime) -> bool {
+        self.at(now).modified == self.mtime
+    }
+}
+
+/// A file's validators at the time of a response, as sent and as compared.
+#[derive(Debug)]
+pub(super) struct Validators<'a> {
+    /// The entity tag.
+    pub(super) etag: &'a str,
     /// `Last-Modified` in seconds: the modification time, or the response
     /// time if that is in the future (§8.8.2.1).
     pub(super) modified: i64,
@@ -25,35 +79,7 @@ pub(super) struct Validators {
     now: i64,
 }
 
-impl Validators {
-    /// The validators of an opened file's metadata (its `fstat`), at `now`.
-    pub(super) fn of(meta: &Metadata, now: SystemTime) -> Validators {
-        let mtime = epoch_secs(meta.mtime(), meta.mtime_nsec());
-        let now_secs = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        let etag = format!(
-            "\"{:x}-{:x}-{:x}.{:x}\"",
-            meta.ino(),
-            meta.len(),
-            meta.mtime(),
-            meta.mtime_nsec()
-        );
-        let modified_is_strong = match (mtime, now.duration_since(UNIX_EPOCH)) {
-            (Some(m), Ok(n)) => n
-                .checked_sub(m)
-                .is_some_and(|age| age >= Duration::from_secs(1)),
-            (None, _) => true, // before 1970: long ago
-            (Some(_), Err(_)) => false,
-        };
-        Validators {
-            etag,
-            modified: meta.mtime().min(now_secs),
-            modified_is_strong,
-            now: now_secs,
-        }
-    }
-
+impl Validators<'_> {
     /// `Last-Modified` formatted as an HTTP date.
     pub(super) fn last_modified(&self) -> String {
         let secs = u64::try_from(self.modified).unwrap_or(0);
@@ -82,9 +108,9 @@ pub(super) enum Outcome {
 /// Evaluates `If-Match`, `If-Unmodified-Since`, `If-None-Match` and
 /// `If-Modified-Since` for a GET or HEAD of an existing file, in the order
 /// of RFC 9110 §13.2.2 (`If-Range` is separate: see [`if_range`]).
-pub(super) fn evaluate(req: &Request<'_>, v: &Validators) -> Outcome {
+pub(super) fn evaluate(req: &Request<'_>, v: &Validators<'_>) -> Outcome {
     // 1. If-Match, else 2. If-Unmodified-Since.
-    if let Some(matched) = etag_list_matches(req, header::IF_MATCH, &v.etag, true) {
+    if let Some(matched) = etag_list_matches(req, header::IF_MATCH, v.etag, true) {
         if !matched {
             return Outcome::Failed;
         }
@@ -95,7 +121,7 @@ pub(super) fn evaluate(req: &Request<'_>, v: &Validators) -> Outcome {
     }
     // 3. If-None-Match, else 4. If-Modified-Since (a date after the file's
     // Last-Modified, even one in the future, counts as "not modified").
-    if let Some(matched) = etag_list_matches(req, header::IF_NONE_MATCH, &v.etag, false) {
+    if let Some(matched) = etag_list_matches(req, header::IF_NONE_MATCH, v.etag, false) {
         if matched {
             return Outcome::NotModified;
         }
@@ -112,7 +138,7 @@ pub(super) fn evaluate(req: &Request<'_>, v: &Validators) -> Outcome {
 /// never does); a date must equal `Last-Modified` exactly, and only counts
 /// when `Last-Modified` is strong. Anything else: serve the whole file.
 /// No `If-Range`: true.
-pub(super) fn if_range(req: &Request<'_>, v: &Validators) -> bool {
+pub(super) fn if_range(req: &Request<'_>, v: &Validators<'_>) -> bool {
     let Some(value) = req.header_bytes(header::IF_RANGE) else {
         return true;
     };
@@ -238,9 +264,9 @@ mod tests {
         assert!(!list_matches(b"\"x\", *", tag, false));
     }
 
-    fn validators(mtime: i64, now: i64) -> Validators {
+    fn validators(mtime: i64, now: i64) -> Validators<'static> {
         Validators {
-            etag: "\"e\"".into(),
+            etag: "\"e\"",
             modified: mtime.min(now),
             modified_is_strong: now - mtime >= 1,
             now,

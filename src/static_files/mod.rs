@@ -7,6 +7,7 @@
 //! preconditions, with `date` parsing HTTP dates), `range` (byte ranges and
 //! multipart bodies), `listing` (directory pages).
 
+mod cache;
 mod conditional;
 mod date;
 mod encoding;
@@ -17,6 +18,7 @@ mod range;
 
 use std::fs::{File, Metadata};
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -25,7 +27,8 @@ use log::{debug, error, warn};
 
 use crate::{header, Body, ErrorCode, Handler, HeaderText, Request, Response};
 
-use conditional::{Outcome, Validators};
+use cache::{Cache, Content};
+use conditional::{Identity, Outcome, Validators};
 use encoding::Coding;
 use mime::MimeTable;
 use path::Refused;
@@ -77,6 +80,21 @@ pub struct StaticOptions {
     /// memory); a multi-range request past it gets the whole file (200).
     /// Default: 1 MiB.
     pub max_multipart_bytes: u64,
+    /// The open-file cache: at most this many bytes of small files held in
+    /// memory. `0` turns the cache off (every request opens its file).
+    /// Default: 8 MiB. See [`StaticFiles`] for what is cached and how it
+    /// stays fresh.
+    pub cache_bytes: u64,
+    /// The most files the cache holds. Default: 1024.
+    pub cache_entries: usize,
+    /// The most open descriptors the cache holds (one per cached file larger
+    /// than [`cache_small_file`](Self::cache_small_file)); they are closed
+    /// first when the process runs out of descriptors. Default: 64.
+    pub cache_fds: usize,
+    /// Files up to this size are cached as bytes and leave with their head
+    /// in one write; larger ones as an open descriptor, sent with
+    /// `sendfile(2)`. Default: 16 KiB.
+    pub cache_small_file: u64,
 }
 
 impl Default for StaticOptions {
@@ -90,6 +108,10 @@ impl Default for StaticOptions {
             precompressed: false,
             max_ranges: 16,
             max_multipart_bytes: 1 << 20,
+            cache_bytes: 8 << 20,
+            cache_entries: 1024,
+            cache_fds: 64,
+            cache_small_file: 16 << 10,
         }
     }
 }
@@ -106,6 +128,23 @@ impl Default for StaticOptions {
 /// inside the root (race-free); everything after the open uses the opened
 /// descriptor, so a file renamed over meanwhile does not change what is
 /// sent. Missing: 404; unreadable: 403; any other failure: 500 (never 404).
+///
+/// **The open-file cache.** A request path served before is answered from
+/// memory: the file's validators and headers, prepared once, and its bytes
+/// (files up to 16 KiB) or its open descriptor, with no `open`, `fstat` or
+/// `close` per request. Freshness costs no syscall per request either: the
+/// directories on a cached file's path are watched with inotify, polled by
+/// the server's loop, and any change to the file or a directory on its path
+/// (a write, a truncate, a chmod, a rename over it, a delete, a symlink put
+/// in its place) drops the entry before the next request is read. Only
+/// paths without any symlink are cached, so the cache never answers a path
+/// that `openat2(RESOLVE_BENEATH)` would refuse. If inotify is unavailable
+/// or out of watches, such entries are instead reopened and compared at most
+/// once a second (logged once at `info`). Range requests and
+/// [`precompressed`](StaticOptions::precompressed) serving bypass it.
+/// Bounds: [`cache_bytes`](StaticOptions::cache_bytes),
+/// [`cache_entries`](StaticOptions::cache_entries),
+/// [`cache_fds`](StaticOptions::cache_fds), least recently used first out.
 ///
 /// Files carry a strong `ETag` (inode, size, modification time to the
 /// nanosecond), `Last-Modified` and `Accept-Ranges: bytes`. Preconditions
@@ -133,6 +172,8 @@ pub struct StaticFiles {
     mime: MimeTable,
     /// Counts multipart responses, to vary their boundaries.
     multipart_seq: u64,
+    /// The open-file cache; `None` when turned off.
+    cache: Option<Cache>,
 }
 
 impl StaticFiles {
@@ -169,6 +210,17 @@ impl StaticFiles {
             return Err(invalid(format!("{} is not a directory", root.display())));
         }
         let dir = File::open(&root)?;
+        let cache = (options.cache_bytes > 0
+            && options.cache_entries > 0
+            && !options.precompressed)
+            .then(|| {
+                Cache::new(cache::Limits {
+                    bytes: options.cache_bytes,
+                    entries: options.cache_entries,
+                    fds: options.cache_fds,
+                    small: options.cache_small_file,
+                })
+            });
         Ok(StaticFiles {
             root,
             dir,
@@ -176,6 +228,7 @@ impl StaticFiles {
             options,
             mime,
             multipart_seq: 0,
+            cache,
         })
     }
 
@@ -187,6 +240,52 @@ impl StaticFiles {
     /// The options this handler serves with.
     pub fn options(&self) -> &StaticOptions {
         &self.options
+    }
+
+    /// What the open-file cache holds now: `(files, bytes, descriptors)`;
+    /// zeros when it is off.
+    pub fn cache_usage(&self) -> (usize, u64, usize) {
+        self.cache.as_ref().map_or((0, 0, 0), Cache::usage)
+    }
+
+    /// Whether the cache learns of changes from inotify alone (`true`), or
+    /// some entries are revalidated every second because inotify is missing
+    /// or out of watches (`false`). `true` when the cache is off.
+    pub fn cache_watched(&self) -> bool {
+        self.cache.as_ref().is_none_or(Cache::watched)
+    }
+
+    /// A GET or HEAD answered from the cache, if the path is cached and the
+    /// request asks nothing the cache leaves to the full path (a range).
+    fn cached(&mut self, req: &Request<'_>) -> Option<Response> {
+        let cache = self.cache.as_mut()?;
+        if self.options.max_ranges > 0
+            && req.method() == "GET"
+            && req.header_bytes(header::RANGE).is_some()
+        {
+            return None;
+        }
+        let entry = cache.get(req.path().as_bytes(), &self.dir)?;
+        let v = entry.id.at(SystemTime::now());
+        Some(match conditional::evaluate(req, &v) {
+            Outcome::Proceed => {
+                let body = match &entry.content {
+                    Content::Bytes(b) => Body::Shared(b.clone()),
+                    Content::Fd(f) => Body::SharedFile {
+                        file: f.clone(),
+                        offset: 0,
+                        len: entry.len,
+                    },
+                };
+                Response::new(200)
+                    .with_headers(entry.head.clone())
+                    .with_body(body)
+            }
+            Outcome::NotModified => Response::new(304).with_headers(entry.head_304.clone()),
+            Outcome::Failed => {
+                Response::error(ErrorCode::PreconditionFailed, "a precondition failed")
+            }
+        })
     }
 
     fn serve(&mut self, req: &Request<'_>) -> Response {
@@ -220,7 +319,7 @@ impl StaticFiles {
         if !meta.is_file() || resolved.slash {
             return not_found();
         }
-        self.serve_file(req, &rel, file, meta)
+        self.serve_file(req, &rel, file, meta, false)
     }
 
     /// A directory with a trailing slash: its first index file, else its
@@ -230,7 +329,7 @@ impl StaticFiles {
             let index = rel.join(&self.options.index[i]);
             match self.open(&index) {
                 Ok((file, meta)) if meta.is_file() => {
-                    return self.serve_file(req, &index, file, meta)
+                    return self.serve_file(req, &index, file, meta, true)
                 }
                 Ok(_) => {}
                 Err(e) if is_missing(&e) => {}
@@ -263,13 +362,34 @@ impl StaticFiles {
         rel: &Path,
         file: File,
         meta: Metadata,
+        via_index: bool,
     ) -> Response {
         let content_type = self.mime.lookup(rel);
+        if let Some(cache) = &mut self.cache {
+            let fill = cache::Fill {
+                key: req.path().as_bytes(),
+                rel,
+                via_index,
+                content_type: content_type.clone(),
+                accept_ranges: if self.options.max_ranges > 0 {
+                    "bytes"
+                } else {
+                    "none"
+                },
+                cache_control: self.options.cache_control.as_deref(),
+            };
+            if cache.fill(&fill, &self.dir, &self.root).is_some() {
+                if let Some(r) = self.cached(req) {
+                    return r;
+                }
+            }
+        }
         let (file, meta, coding) = match self.precompressed(req, rel) {
             Some((f, m, c)) => (f, m, Some(c)),
             None => (file, meta, None),
         };
-        let v = Validators::of(&meta, SystemTime::now());
+        let id = Identity::of(&meta);
+        let v = id.at(SystemTime::now());
         match conditional::evaluate(req, &v) {
             Outcome::Proceed => {}
             Outcome::NotModified => return self.with_validators(Response::new(304), &v),
@@ -364,8 +484,8 @@ impl StaticFiles {
 
     /// `ETag`, `Last-Modified`, `Cache-Control` and `Vary`: what a 200, a 206
     /// and a 304 for the same file all carry.
-    fn with_validators(&self, mut r: Response, v: &Validators) -> Response {
-        r.add_header(header::ETAG, v.etag.clone());
+    fn with_validators(&self, mut r: Response, v: &Validators<'_>) -> Response {
+        r.add_header(header::ETAG, v.etag.to_owned());
         r.add_header(header::LAST_MODIFIED, v.last_modified());
         if let Some(cc) = &self.options.cache_control {
             r.add_header(header::CACHE_CONTROL, cc.clone());
@@ -440,7 +560,28 @@ impl Handler for StaticFiles {
             return Response::error(ErrorCode::MethodNotAllowed, "only GET and HEAD")
                 .with_header(header::ALLOW, "GET, HEAD");
         }
+        if let Some(r) = self.cached(req) {
+            return r;
+        }
         self.serve(req)
+    }
+
+    /// The cache's inotify instance: the loop reads its events before the
+    /// requests that follow them.
+    fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.cache.as_ref()?.watch_fd()?.as_fd())
+    }
+
+    fn on_ready(&mut self) {
+        if let Some(c) = &mut self.cache {
+            c.on_events();
+        }
+    }
+
+    fn release_fds(&mut self) {
+        if let Some(c) = &mut self.cache {
+            c.release_fds();
+        }
     }
 }
 

@@ -1,0 +1,339 @@
+//! The open-file cache of `StaticFiles`: every kind of change to a cached
+//! file or a directory on its path is seen by the next request (content,
+//! 404, 403 or new validators), a symlink swapped in never leaks a byte from
+//! outside the root, and the cache stays within its bounds under 10,000
+//! distinct files.
+//!
+//! The server runs on the test's own thread through `Server::poll_once` (the
+//! host-owned loop), so the test can look at `StaticFiles::cache_usage`
+//! between requests and prove each entry was cached before it changed.
+
+mod util;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::os::unix::fs::{symlink, FileExt, PermissionsExt};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use keelhttp::{Config, Server, StaticFiles, StaticOptions};
+use util::{connect, read_response_to, Resp, TempDir};
+
+const SECRET: &[u8] = b"TOP-SECRET-OUTSIDE-THE-ROOT";
+
+/// A server and its handler, both driven by the test.
+struct Host {
+    server: Server,
+    files: StaticFiles,
+    client: TcpStream,
+    _dir: TempDir,
+    root: PathBuf,
+}
+
+impl Host {
+    fn new(tag: &str, options: StaticOptions) -> Host {
+        let dir = TempDir::new(tag);
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(dir.path().join("secret.txt"), SECRET).unwrap();
+        let files = StaticFiles::with_options(&root, options).unwrap();
+        let server = Server::bind("127.0.0.1:0", Config::default()).unwrap();
+        let client = connect(server.local_addr());
+        Host {
+            server,
+            files,
+            client,
+            _dir: dir,
+            root,
+        }
+    }
+
+    fn write(&self, rel: &str, contents: &[u8]) -> PathBuf {
+        let p = self.root.join(rel);
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+
+    /// Sends a request on the keep-alive connection, runs the loop until the
+    /// server has answered it, and reads the answer.
+    fn send(&mut self, raw: &str, head: bool) -> Resp {
+        let before = self.server.stats().requests;
+        self.client.write_all(raw.as_bytes()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for _ in 0..10_000 {
+            self.server
+                .poll_once(&mut self.files, Some(Duration::from_millis(10)))
+                .unwrap();
+            // The response is written in the turn that called the handler.
+            if self.server.stats().requests > before {
+                return read_response_to(&mut self.client, head);
+            }
+            assert!(Instant::now() < deadline, "no answer to {raw:?}");
+        }
+        panic!("no answer to {raw:?}");
+    }
+
+    fn get(&mut self, path: &str) -> Resp {
+        self.send(&format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"), false)
+    }
+
+    /// Lets the loop read pending events (a change with no request after it).
+    fn turn(&mut self) {
+        self.server
+            .poll_once(&mut self.files, Some(Duration::from_millis(1)))
+            .unwrap();
+    }
+
+    fn cached(&self) -> usize {
+        self.files.cache_usage().0
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY-free: geteuid has no failure mode; read via /proc to stay safe code.
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Fetches `path` twice and checks the second answer came from the cache.
+fn warm(h: &mut Host, path: &str, body: &[u8]) -> Resp {
+    let first = h.get(path);
+    assert_eq!(first.status, 200, "{path}");
+    assert_eq!(first.body, body, "{path}");
+    assert!(h.cached() >= 1, "{path} was not cached");
+    let again = h.get(path);
+    assert_eq!(again.body, body);
+    assert_eq!(again.header("etag"), first.header("etag"));
+    again
+}
+
+#[test]
+fn a_write_in_place_is_seen_by_the_next_request() {
+    let mut h = Host::new("fc-write", StaticOptions::default());
+    let p = h.write("a.txt", b"version one\n");
+    let old = warm(&mut h, "/a.txt", b"version one\n");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .write_at(b"VERSION", 0)
+        .unwrap();
+    let r = h.get("/a.txt");
+    assert_eq!(r.body, b"VERSION one\n");
+    assert_ne!(r.header("etag"), old.header("etag"), "new validators");
+}
+
+#[test]
+fn a_truncate_is_seen_by_the_next_request() {
+    let mut h = Host::new("fc-trunc", StaticOptions::default());
+    let p = h.write("a.txt", b"0123456789");
+    warm(&mut h, "/a.txt", b"0123456789");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(4)
+        .unwrap();
+    let r = h.get("/a.txt");
+    assert_eq!(r.body, b"0123");
+    assert_eq!(r.header("content-length"), Some("4"));
+}
+
+#[test]
+fn a_chmod_drops_the_entry_and_an_unreadable_file_is_403() {
+    let mut h = Host::new("fc-chmod", StaticOptions::default());
+    let p = h.write("a.txt", b"readable\n");
+    warm(&mut h, "/a.txt", b"readable\n");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
+    h.turn();
+    assert_eq!(h.cached(), 0, "a chmod drops the entry");
+    let r = h.get("/a.txt");
+    if is_root() {
+        // root reads anything: the new state is still 200, freshly opened.
+        assert_eq!(r.status, 200);
+    } else {
+        assert_eq!(r.status, 403);
+    }
+}
+
+#[test]
+fn a_rename_over_is_seen_by_the_next_request() {
+    let mut h = Host::new("fc-rename", StaticOptions::default());
+    h.write("a.txt", b"old contents\n");
+    let old = warm(&mut h, "/a.txt", b"old contents\n");
+    let tmp = h.write("a.txt.tmp", b"new contents, longer\n");
+    std::fs::rename(&tmp, h.root.join("a.txt")).unwrap();
+    let r = h.get("/a.txt");
+    assert_eq!(r.body, b"new contents, longer\n");
+    assert_ne!(r.header("etag"), old.header("etag"));
+    assert_ne!(r.header("etag"), None);
+}
+
+#[test]
+fn a_delete_is_404_at_the_next_request() {
+    let mut h = Host::new("fc-delete", StaticOptions::default());
+    let p = h.write("sub/a.txt", b"here\n");
+    warm(&mut h, "/sub/a.txt", b"here\n");
+    std::fs::remove_file(p).unwrap();
+    assert_eq!(h.get("/sub/a.txt").status, 404);
+}
+
+#[test]
+fn a_symlink_swapped_in_never_leaks_a_byte_from_outside_the_root() {
+    let mut h = Host::new("fc-symlink", StaticOptions::default());
+    h.write("a.txt", b"inside\n");
+    h.write("other.txt", b"other inside\n");
+    warm(&mut h, "/a.txt", b"inside\n");
+    // Swapped atomically for a symlink leading outside the root.
+    let link = h.root.join("a.txt.new");
+    symlink("../secret.txt", &link).unwrap();
+    std::fs::rename(&link, h.root.join("a.txt")).unwrap();
+    let r = h.get("/a.txt");
+    assert_eq!(r.status, 404);
+    assert!(!r.body.windows(SECRET.len()).any(|w| w == SECRET));
+    for _ in 0..3 {
+        let again = h.get("/a.txt");
+        assert_eq!(again.status, 404, "never cached as the outside file");
+    }
+    // Swapped for a symlink inside the root: served, never cached.
+    let link = h.root.join("a.txt.new");
+    symlink("other.txt", &link).unwrap();
+    std::fs::rename(&link, h.root.join("a.txt")).unwrap();
+    assert_eq!(h.get("/a.txt").body, b"other inside\n");
+    // A directory on the path swapped for a symlink leading outside.
+    h.write("sub/s.txt", b"in sub\n");
+    warm(&mut h, "/sub/s.txt", b"in sub\n");
+    std::fs::rename(h.root.join("sub"), h.root.join("sub.old")).unwrap();
+    symlink("..", h.root.join("sub")).unwrap();
+    let r = h.get("/sub/secret.txt");
+    assert_eq!(r.status, 404);
+    assert_eq!(h.get("/sub/s.txt").status, 404);
+}
+
+#[test]
+fn a_directory_replaced_on_the_path_is_seen() {
+    let mut h = Host::new("fc-dir", StaticOptions::default());
+    h.write("sub/a.txt", b"first dir\n");
+    warm(&mut h, "/sub/a.txt", b"first dir\n");
+    std::fs::rename(h.root.join("sub"), h.root.join("old")).unwrap();
+    std::fs::create_dir(h.root.join("sub")).unwrap();
+    h.write("sub/a.txt", b"second dir\n");
+    assert_eq!(h.get("/sub/a.txt").body, b"second dir\n");
+}
+
+#[test]
+fn an_index_file_follows_changes_in_its_directory() {
+    let mut options = StaticOptions::default();
+    options.index = vec!["index.htm".into(), "index.html".into()];
+    let mut h = Host::new("fc-index", options);
+    h.write("sub/index.html", b"html\n");
+    warm(&mut h, "/sub/", b"html\n");
+    // An earlier index name appears: it wins from the next request on.
+    h.write("sub/index.htm", b"htm\n");
+    assert_eq!(h.get("/sub/").body, b"htm\n");
+}
+
+#[test]
+fn conditional_and_head_requests_are_answered_from_the_cache() {
+    let mut h = Host::new("fc-cond", StaticOptions::default());
+    h.write("a.css", b"p{}");
+    let r = warm(&mut h, "/a.css", b"p{}");
+    assert_eq!(r.header("content-type"), Some("text/css; charset=utf-8"));
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    let etag = r.header("etag").unwrap().to_string();
+    let nm = h.send(
+        &format!("GET /a.css HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n"),
+        false,
+    );
+    assert_eq!(nm.status, 304);
+    assert_eq!(nm.header("etag"), Some(etag.as_str()));
+    let head = h.send("HEAD /a.css HTTP/1.1\r\nHost: t\r\n\r\n", true);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("3"));
+    let range = h.send(
+        "GET /a.css HTTP/1.1\r\nHost: t\r\nRange: bytes=1-\r\n\r\n",
+        false,
+    );
+    assert_eq!(range.status, 206);
+    assert_eq!(range.body, b"{}");
+}
+
+#[test]
+fn large_files_are_cached_as_descriptors_and_sent_whole() {
+    let mut h = Host::new("fc-large", StaticOptions::default());
+    let big = util::pattern(200_000, 7);
+    h.write("big.bin", &big);
+    warm(&mut h, "/big.bin", &big);
+    assert_eq!(h.files.cache_usage().2, 1, "one descriptor held");
+    h.write("big.bin", &big[..1000]);
+    assert_eq!(h.get("/big.bin").body, &big[..1000]);
+}
+
+#[test]
+fn the_cache_never_exceeds_its_bounds_over_10_000_distinct_files() {
+    let mut options = StaticOptions::default();
+    options.cache_bytes = 64 << 10;
+    options.cache_entries = 100;
+    options.cache_fds = 8;
+    options.cache_small_file = 2 << 10;
+    let mut h = Host::new("fc-bounds", options);
+    for i in 0..10_000 {
+        // Mostly small files, every seventh one over the small-file size.
+        let len = if i % 7 == 0 { 3000 } else { 100 + i % 1500 };
+        h.write(&format!("f{i}"), &util::pattern(len, i as u64));
+    }
+    let (mut peak_files, mut peak_bytes, mut peak_fds) = (0, 0, 0);
+    let t0 = Instant::now();
+    for i in 0..10_000usize {
+        let r = h.get(&format!("/f{i}"));
+        assert_eq!(r.status, 200);
+        let (files, bytes, fds) = h.files.cache_usage();
+        assert!(
+            files <= 100 && bytes <= 64 << 10 && fds <= 8,
+            "{files} {bytes} {fds}"
+        );
+        peak_files = peak_files.max(files);
+        peak_bytes = peak_bytes.max(bytes);
+        peak_fds = peak_fds.max(fds);
+        assert!(t0.elapsed() < Duration::from_secs(120), "too slow");
+    }
+    // The bounds were reached, not merely never approached.
+    assert_eq!(peak_files, 100);
+    assert_eq!(peak_fds, 8);
+    assert!(peak_bytes > 32 << 10, "{peak_bytes}");
+    // The least recently used went first: the newest file is still cached,
+    // and a re-read of an early one is served fresh and correct.
+    let r = h.get("/f1");
+    assert_eq!(r.body, util::pattern(101, 1));
+}
+
+#[test]
+fn a_cache_of_zero_bytes_is_off() {
+    let mut options = StaticOptions::default();
+    options.cache_bytes = 0;
+    let mut h = Host::new("fc-off", options);
+    h.write("a.txt", b"x\n");
+    assert_eq!(h.get("/a.txt").body, b"x\n");
+    assert_eq!(h.files.cache_usage(), (0, 0, 0));
+}
+
+#[test]
+fn a_path_through_a_symlink_is_never_cached_so_its_target_directory_cannot_go_stale() {
+    let mut h = Host::new("fc-via-link", StaticOptions::default());
+    std::fs::create_dir_all(h.root.join("a")).unwrap();
+    std::fs::create_dir_all(h.root.join("b")).unwrap();
+    h.write("b/f.txt", b"first b\n");
+    symlink("../b", h.root.join("a/link")).unwrap();
+    assert_eq!(h.get("/a/link/f.txt").body, b"first b\n");
+    assert_eq!(h.get("/a/link/f.txt").body, b"first b\n");
+    assert_eq!(h.cached(), 0, "resolved through a symlink: not cached");
+    // `b` replaced: nothing on the request's own path changed.
+    std::fs::rename(h.root.join("b"), h.root.join("b.old")).unwrap();
+    std::fs::create_dir(h.root.join("b")).unwrap();
+    h.write("b/f.txt", b"second b\n");
+    assert_eq!(h.get("/a/link/f.txt").body, b"second b\n");
+}
