@@ -523,7 +523,19 @@ impl StaticFiles {
     /// syscall), or, on kernels without it, an open by path and a check of
     /// the real path afterwards. An escape is `EXDEV` (or `ELOOP`).
     fn open(&mut self, rel: &Path) -> io::Result<(File, Metadata)> {
-        let file = self.open_file(rel)?;
+        let file = match self.open_file(rel) {
+            // Out of descriptors: the cache's go back first, then try again.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                match &mut self.cache {
+                    Some(c) if c.usage().2 > 0 => {
+                        c.release_fds();
+                        self.open_file(rel)?
+                    }
+                    _ => return Err(e),
+                }
+            }
+            r => r?,
+        };
         let meta = file.metadata()?;
         Ok((file, meta))
     }
