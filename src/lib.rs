@@ -23,6 +23,7 @@
 //!  policy   main.rs (the `keel` CLI)        static_files/ (a Handler serving a directory)
 //!  API      server.rs handler.rs request.rs response.rs shutdown.rs config.rs error.rs header.rs
 //!  engine   reactor.rs -> conn/ -> parse.rs  encode.rs  sys.rs (the only unsafe: libc calls)
+//!           listener.rs (TCP and Unix listeners, socket activation)
 //! ```
 //!
 //! The handler runs on the server's thread: no `Send`/`Sync` bounds, and it
@@ -52,6 +53,7 @@ mod encode;
 mod error;
 mod handler;
 pub mod header;
+mod listener;
 mod parse;
 mod ratelimit;
 mod reactor;
@@ -66,6 +68,7 @@ mod sys;
 pub use config::Config;
 pub use error::{Error, ErrorCode, ErrorKind};
 pub use handler::Handler;
+pub use listener::{activated_listeners, ListenAddr, Listener, PeerAddr};
 pub use request::{Request, Version};
 pub use response::{Body, HeaderText, Response};
 pub use server::{Report, Server, Stats};

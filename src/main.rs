@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use keelhttp::{Config, ErrorKind, Server, StaticFiles, StaticOptions};
+use keelhttp::{Config, ErrorKind, ListenAddr, Listener, Server, StaticFiles, StaticOptions};
 
 const USAGE: &str = "\
 keel - serve a directory over HTTP/1.1
@@ -23,6 +23,12 @@ Arguments:
 Options:
   -p, --port N      TCP port [default: 8080]
   -a, --addr IP     address to listen on, IPv4 or IPv6 [default: 0.0.0.0; use :: for IPv6]
+      --listen ADDR listen on ADDR (repeatable): IP:PORT, [IPv6]:PORT or
+                    unix:PATH; replaces the --addr/--port default unless
+                    those are given too. Sockets passed by systemd (socket
+                    activation, LISTEN_FDS) replace all of these.
+      --socket-mode MODE
+                    file mode of the unix: sockets keel binds, octal [default: from umask]
       --max-connections N
                     connections served at once; past it a few more get a fast
                     503 with Retry-After, the rest wait [default: from RLIMIT_NOFILE]
@@ -67,6 +73,10 @@ struct Args {
     dir: PathBuf,
     addr: IpAddr,
     port: u16,
+    /// `--addr` or `--port` was given: listen there even with `--listen`.
+    addr_given: bool,
+    listen: Vec<String>,
+    socket_mode: Option<u32>,
     config: Config,
     files: StaticOptions,
 }
@@ -96,6 +106,9 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut dir = None;
     let mut addr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     let mut port = 8080u16;
+    let mut addr_given = false;
+    let mut listen = Vec::new();
+    let mut socket_mode = None;
     let mut config = Config::default();
     let mut files = StaticOptions::default();
     while let Some(arg) = it.next() {
@@ -121,11 +134,27 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "-p" | "--port" => {
                 let v = value("--port")?;
                 port = v.parse().map_err(|_| format!("invalid port '{v}'"))?;
+                addr_given = true;
             }
             "-a" | "--addr" => {
                 let v = value("--addr")?;
                 let v = v.trim_start_matches('[').trim_end_matches(']');
                 addr = v.parse().map_err(|_| format!("invalid address '{v}'"))?;
+                addr_given = true;
+            }
+            "--listen" => {
+                let v = value("--listen")?;
+                check_listen(&v)?;
+                listen.push(v);
+            }
+            "--socket-mode" => {
+                let v = value("--socket-mode")?;
+                socket_mode = Some(
+                    u32::from_str_radix(&v, 8)
+                        .ok()
+                        .filter(|m| *m <= 0o7777)
+                        .ok_or_else(|| format!("invalid octal file mode '{v}', e.g. 0660"))?,
+                );
             }
             "--max-connections" => {
                 let v = value("--max-connections")?;
@@ -187,9 +216,32 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
         dir: dir.unwrap_or_else(|| PathBuf::from(".")),
         addr,
         port,
+        addr_given,
+        listen,
+        socket_mode,
         config,
         files,
     })))
+}
+
+/// `unix:PATH` with a path, or `HOST:PORT`; resolving and binding come later
+/// (a failure there is a runtime error, exit status 1).
+fn check_listen(v: &str) -> Result<(), String> {
+    match v.strip_prefix("unix:") {
+        Some("") => Err(format!(
+            "--listen unix: needs a path, e.g. unix:/run/keel.sock: '{v}'"
+        )),
+        Some(_) => Ok(()),
+        None if v
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) =>
+        {
+            Ok(())
+        }
+        None => Err(format!(
+            "--listen takes IP:PORT, [IPv6]:PORT or unix:PATH: '{v}'"
+        )),
+    }
 }
 
 /// A timeout that would cut every connection at once is a mistake.
@@ -215,18 +267,26 @@ fn run(args: &Args) -> ExitCode {
         Ok(h) => h,
         Err(e) => return fail(&format!("cannot serve {}: {e}", args.dir.display())),
     };
-    let addr = SocketAddr::new(args.addr, args.port);
-    let server = match Server::bind(addr, args.config.clone()) {
-        Ok(s) => s,
-        Err(e) if e.kind() == ErrorKind::AddrInUse => {
-            return fail(&format!("port {} is in use (on {addr})", args.port))
-        }
-        Err(e) => return fail(&format!("cannot listen on {addr}: {}", e.io_error())),
+    let listeners = match listeners(args) {
+        Ok(l) => l,
+        Err(msg) => return fail(&msg),
     };
+    let server = match Server::from_listeners(listeners, args.config.clone()) {
+        Ok(s) => s,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let addrs: Vec<String> = server
+        .listen_addrs()
+        .iter()
+        .map(|a| match a {
+            ListenAddr::Ip(ip) => format!("http://{ip}/"),
+            other => other.to_string(),
+        })
+        .collect();
     log::info!(
-        "serving {} on http://{}/",
+        "serving {} on {}",
         handler.root().display(),
-        server.local_addr()
+        addrs.join(", ")
     );
     if let Err(e) = keelhttp::stop_on_signals(server.shutdown_handle()) {
         return fail(&format!("cannot set up signal handling: {e}"));
@@ -239,6 +299,47 @@ fn run(args: &Args) -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }
+}
+
+/// The sockets to serve: those systemd passed (socket activation), else the
+/// `--listen` addresses plus `--addr/--port` (the default when no `--listen`).
+fn listeners(args: &Args) -> Result<Vec<Listener>, String> {
+    let activated = keelhttp::activated_listeners().map_err(|e| e.to_string())?;
+    if !activated.is_empty() {
+        for l in &activated {
+            let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            log::info!(
+                "socket activation: {addr} ({})",
+                l.name().unwrap_or("unnamed")
+            );
+        }
+        if !args.listen.is_empty() || args.addr_given {
+            log::warn!("sockets passed by the service manager replace --listen/--addr/--port");
+        }
+        return Ok(activated);
+    }
+    let mut out = Vec::new();
+    if args.listen.is_empty() || args.addr_given {
+        let addr = SocketAddr::new(args.addr, args.port);
+        out.push(Listener::bind_tcp(addr).map_err(|e| {
+            if e.kind() == ErrorKind::AddrInUse {
+                format!("port {} is in use (on {addr})", args.port)
+            } else {
+                format!("cannot listen on {addr}: {}", e.io_error())
+            }
+        })?);
+    }
+    for spec in &args.listen {
+        let bound = match spec.strip_prefix("unix:") {
+            Some(path) => Listener::bind_unix(path, args.socket_mode),
+            None => Listener::bind(spec),
+        };
+        out.push(bound.map_err(|e| match e.kind() {
+            ErrorKind::AddrInUse => format!("{spec} is in use: {}", e.io_error()),
+            _ => format!("cannot listen on {spec}: {}", e.io_error()),
+        })?);
+    }
+    Ok(out)
 }
 
 fn fail(msg: &str) -> ExitCode {

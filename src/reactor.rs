@@ -1,27 +1,29 @@
 //! The event loop: one `mio::Poll`, a `Slab` of connections keyed by token,
-//! the listener and the waker on fixed tokens, one timer heap, a local queue
+//! the listeners (each on a token of its own) and the waker on fixed tokens, one timer heap, a local queue
 //! for work that no new edge will announce, and the drain.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
-use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::conn::{Conn, Ctx, Pool};
 use crate::encode::DateCache;
+use crate::listener::{ListenAddr, Listener, MioListener, Stream};
 use crate::ratelimit::{LogLimit, Logs, Suppressed};
 use crate::shutdown::{Shared, DRAIN, NOW};
 use crate::{Config, Error, Handler, Report, Stats};
 
-const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
+/// Listener `i` is on token `LISTENERS - i` (slab keys never come near).
+const LISTENERS: usize = usize::MAX - 2;
+const MAX_LISTENERS: usize = 1 << 16;
 /// Accepts per turn before the loop serves its existing connections again.
 const ACCEPTS_PER_TURN: usize = 128;
 /// Back-off before accepting again after `EMFILE` and friends.
@@ -39,9 +41,10 @@ enum Life {
 pub(crate) struct Reactor {
     poll: Poll,
     events: Events,
-    listener: Option<TcpListener>,
-    local_addr: SocketAddr,
-    conns: Slab<Conn<TcpStream>>,
+    /// The listening sockets; emptied when the drain begins.
+    listeners: Vec<Listening>,
+    addrs: Vec<ListenAddr>,
+    conns: Slab<Conn<Stream>>,
     /// (deadline, slot): at most about one live entry per connection; see
     /// `arm`. Stale entries are recognised by `Conn::armed` and skipped.
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
@@ -56,26 +59,58 @@ pub(crate) struct Reactor {
     pub(crate) shared: Arc<Shared>,
     life: Life,
     now: Instant,
-    /// The listener said readable and `accept` has not yet hit `WouldBlock`.
+    /// Some listener said readable and `accept` has not yet hit `WouldBlock`
+    /// on it (each listener keeps its own flag).
     accept_pending: bool,
     accept_retry_at: Option<Instant>,
     drained: usize,
     forced: usize,
 }
 
+/// One listening socket and whether it may have connections queued.
+#[derive(Debug)]
+struct Listening {
+    socket: MioListener,
+    pending: bool,
+}
+
 impl Reactor {
-    pub(crate) fn new(mut listener: TcpListener, config: Config) -> Result<Reactor, Error> {
+    pub(crate) fn new(listeners: Vec<Listener>, config: Config) -> Result<Reactor, Error> {
         let poll = Poll::new().map_err(Error::poll)?;
-        let local_addr = listener.local_addr().map_err(Error::bind)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(Error::poll)?;
+        if listeners.is_empty() || listeners.len() > MAX_LISTENERS {
+            return Err(Error::bind(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a server needs at least one listener (and not more than 65536)",
+            )));
+        }
+        let mut listening = Vec::with_capacity(listeners.len());
+        let mut addrs = Vec::with_capacity(listeners.len());
+        for (i, l) in listeners.into_iter().enumerate() {
+            let name = l.name().map(str::to_string);
+            let mut socket = l.into_mio().map_err(Error::bind)?;
+            let addr = socket.local_addr().ok_or_else(|| {
+                Error::bind(io::Error::new(io::ErrorKind::InvalidInput, "no address"))
+            })?;
+            poll.registry()
+                .register(&mut socket, Token(LISTENERS - i), Interest::READABLE)
+                .map_err(Error::poll)?;
+            match name {
+                Some(n) => debug!("listening on {addr} ({n})"),
+                None => debug!("listening on {addr}"),
+            }
+            addrs.push(addr);
+            // Connections may have queued before the first poll.
+            listening.push(Listening {
+                socket,
+                pending: true,
+            });
+        }
         let waker = mio::Waker::new(poll.registry(), WAKER).map_err(Error::poll)?;
         Ok(Reactor {
             poll,
             events: Events::with_capacity(256),
-            listener: Some(listener),
-            local_addr,
+            listeners: listening,
+            addrs,
             conns: Slab::new(),
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
@@ -96,8 +131,20 @@ impl Reactor {
         })
     }
 
+    /// The first TCP listener's address (`0.0.0.0:0` if there is none).
     pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.addrs
+            .iter()
+            .find_map(|a| match a {
+                ListenAddr::Ip(a) => Some(*a),
+                ListenAddr::Unix(_) => None,
+            })
+            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+    }
+
+    /// Every listener's address, in the order given.
+    pub(crate) fn addrs(&self) -> &[ListenAddr] {
+        &self.addrs
     }
 
     pub(crate) fn report(&self) -> Report {
@@ -136,8 +183,14 @@ impl Reactor {
         }
         for ev in events.iter() {
             match ev.token() {
-                LISTENER => self.accept_pending = true,
                 WAKER => {} // the shutdown state is re-read below
+                Token(t) if t > LISTENERS - MAX_LISTENERS => {
+                    let i = LISTENERS.checked_sub(t).unwrap_or(usize::MAX);
+                    if let Some(l) = self.listeners.get_mut(i) {
+                        l.pending = true;
+                        self.accept_pending = true;
+                    }
+                }
                 Token(key) => {
                     if let Some(conn) = self.conns.get_mut(key) {
                         // Errors and hang-ups are hints: the next read or
@@ -172,7 +225,7 @@ impl Reactor {
         Ok(true)
     }
 
-    fn ctx(&mut self) -> (&mut Slab<Conn<TcpStream>>, Ctx<'_>) {
+    fn ctx(&mut self) -> (&mut Slab<Conn<Stream>>, Ctx<'_>) {
         let draining = matches!(self.life, Life::Draining { .. });
         let connections = self.conns.len();
         (
@@ -286,14 +339,14 @@ impl Reactor {
         if let Life::Draining { deadline } = self.life {
             consider(deadline);
         }
-        if let (Some(at), Some(_)) = (self.accept_retry_at, &self.listener) {
+        if let (Some(at), false) = (self.accept_retry_at, self.listeners.is_empty()) {
             consider(at);
         }
         t
     }
 
     fn can_accept(&self) -> bool {
-        self.listener.is_some()
+        !self.listeners.is_empty()
             && self.conns.len() < self.accept_limit()
             && self.accept_retry_at.is_none_or(|at| at <= self.now)
     }
@@ -310,16 +363,25 @@ impl Reactor {
             return;
         }
         self.accept_retry_at = None;
+        // Round-robin over the listeners with connections queued, so one
+        // busy listener cannot starve the others.
+        let mut i = 0;
         for _ in 0..ACCEPTS_PER_TURN {
             if self.conns.len() >= self.accept_limit() {
                 // Left in the kernel's queue; retried when a slot frees.
                 return;
             }
             let overloaded = self.conns.len() >= self.config.max_connections;
-            let Some(listener) = &self.listener else {
+            let n = self.listeners.len();
+            let Some(at) = (0..n)
+                .map(|k| (i + k) % n)
+                .find(|&k| self.listeners[k].pending)
+            else {
+                self.accept_pending = false;
                 return;
             };
-            match listener.accept() {
+            i = at + 1;
+            match self.listeners[at].socket.accept() {
                 Ok((mut stream, peer)) => {
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
@@ -333,7 +395,7 @@ impl Reactor {
                     }
                     entry.insert(Conn::new(
                         stream,
-                        Some(peer),
+                        peer, // None: a Unix-socket peer
                         self.now,
                         &self.config,
                         overloaded,
@@ -342,8 +404,7 @@ impl Reactor {
                     self.drive(key, handler);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_pending = false;
-                    return;
+                    self.listeners[at].pending = false;
                 }
                 Err(e)
                     if e.kind() == io::ErrorKind::Interrupted
@@ -400,9 +461,9 @@ impl Reactor {
         // timeout at zero.
         self.accept_retry_at = None;
         self.accept_pending = false;
-        if let Some(mut l) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
-            debug!("listener on {} closed", self.local_addr);
+        for (mut l, addr) in self.listeners.drain(..).zip(&self.addrs) {
+            let _ = self.poll.registry().deregister(&mut l.socket);
+            debug!("listener on {addr} closed");
         }
     }
 

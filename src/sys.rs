@@ -245,6 +245,81 @@ pub(crate) fn wait_signal(signals: &[libc::c_int]) -> io::Result<libc::c_int> {
     }
 }
 
+/// What socket activation needs to know about an inherited descriptor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SocketInfo {
+    pub(crate) is_socket: bool,
+    pub(crate) is_stream: bool,
+    pub(crate) listening: bool,
+    pub(crate) family: libc::c_int,
+}
+
+/// `fstat` plus `getsockopt(SO_TYPE, SO_ACCEPTCONN, SO_DOMAIN)` on `fd`.
+/// `EBADF` when the descriptor is not open.
+pub(crate) fn socket_info(fd: RawFd) -> io::Result<SocketInfo> {
+    // SAFETY: an all-zero stat is a valid buffer for fstat to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, exclusively borrowed stat; fstat only reads fd.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut info = SocketInfo {
+        is_socket: st.st_mode & libc::S_IFMT == libc::S_IFSOCK,
+        is_stream: false,
+        listening: false,
+        family: 0,
+    };
+    if !info.is_socket {
+        return Ok(info);
+    }
+    info.is_stream = sockopt_int(fd, libc::SO_TYPE)? == libc::SOCK_STREAM;
+    info.listening = sockopt_int(fd, libc::SO_ACCEPTCONN)? != 0;
+    info.family = sockopt_int(fd, libc::SO_DOMAIN)?;
+    Ok(info)
+}
+
+fn sockopt_int(fd: RawFd, opt: libc::c_int) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid and sized for an int option.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v)
+}
+
+/// Sets `FD_CLOEXEC` on an inherited descriptor, so no child inherits it.
+pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFD takes no argument and only reads the descriptor flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: F_SETFD with an int argument changes only this fd's flags.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes ownership of an inherited descriptor. The caller has checked it is
+/// open (`socket_info`) and nothing else in the process owns it: descriptors
+/// from 3 on passed by socket activation belong to whoever takes them, once.
+pub(crate) fn own_fd(fd: RawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: see above: open, and owned by no other object in the process.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -246,7 +246,7 @@ impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             Some(a) => write!(f, "{a}"),
-            None => f.write_str("-"),
+            None => f.write_str("unix"), // the only peer without an address
         }
     }
 }
