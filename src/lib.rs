@@ -23,7 +23,7 @@
 //!  policy   main.rs (the `keel` CLI)        static_files/ (a Handler serving a directory)
 //!  API      server.rs handler.rs request.rs response.rs shutdown.rs config.rs error.rs header.rs
 //!  engine   reactor.rs -> conn/ -> parse.rs  encode.rs  sys.rs (the only unsafe: libc calls)
-//!           listener.rs (TCP and Unix listeners, socket activation)
+//!           listener.rs (TCP and Unix listeners, socket activation)  notify.rs (sd_notify)
 //! ```
 //!
 //! The handler runs on the server's thread: no `Send`/`Sync` bounds, and it
@@ -54,6 +54,7 @@ mod error;
 mod handler;
 pub mod header;
 mod listener;
+mod notify;
 mod parse;
 mod ratelimit;
 mod reactor;

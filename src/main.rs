@@ -271,10 +271,15 @@ fn run(args: &Args) -> ExitCode {
         Ok(l) => l,
         Err(msg) => return fail(&msg),
     };
-    let server = match Server::from_listeners(listeners, args.config.clone()) {
+    let mut server = match Server::from_listeners(listeners, args.config.clone()) {
         Ok(s) => s,
         Err(e) => return fail(&e.to_string()),
     };
+    match server.notify_from_env() {
+        Ok(true) => log::debug!("reporting to the service manager (NOTIFY_SOCKET)"),
+        Ok(false) => {}
+        Err(e) => return fail(&format!("NOTIFY_SOCKET: {e}")),
+    }
     let addrs: Vec<String> = server
         .listen_addrs()
         .iter()

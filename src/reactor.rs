@@ -16,6 +16,7 @@ use slab::Slab;
 use crate::conn::{Conn, Ctx, Pool};
 use crate::encode::DateCache;
 use crate::listener::{ListenAddr, Listener, MioListener, Stream};
+use crate::notify::Notifier;
 use crate::ratelimit::{LogLimit, Logs, Suppressed};
 use crate::shutdown::{Shared, DRAIN, NOW};
 use crate::{Config, Error, Handler, Report, Stats};
@@ -65,6 +66,8 @@ pub(crate) struct Reactor {
     accept_retry_at: Option<Instant>,
     drained: usize,
     forced: usize,
+    /// sd_notify (service manager), when asked for: see `notify.rs`.
+    notify: Option<Notifier>,
 }
 
 /// One listening socket and whether it may have connections queued.
@@ -128,6 +131,7 @@ impl Reactor {
             accept_retry_at: None,
             drained: 0,
             forced: 0,
+            notify: None,
         })
     }
 
@@ -168,11 +172,13 @@ impl Reactor {
         if self.check_finished() {
             return Ok(false);
         }
+        self.notify_tick(); // READY=1 on the first turn; watchdog pings
         let timeout = self.next_timeout(timeout);
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         let polled = self.poll.poll(&mut events, timeout);
         self.now = Instant::now();
         self.date.update(SystemTime::now());
+        self.notify_tick();
         match polled {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
@@ -339,6 +345,9 @@ impl Reactor {
         if let Life::Draining { deadline } = self.life {
             consider(deadline);
         }
+        if let Some(at) = self.notify.as_ref().and_then(Notifier::deadline) {
+            consider(at);
+        }
         if let (Some(at), false) = (self.accept_retry_at, self.listeners.is_empty()) {
             consider(at);
         }
@@ -445,6 +454,9 @@ impl Reactor {
                 deadline: crate::conn::deadline_after(self.now, self.config.drain_timeout),
             };
             info!("draining {} connections", self.conns.len());
+            if let (Some(n), Life::Draining { deadline }) = (&mut self.notify, self.life) {
+                n.stopping(self.now, self.conns.len(), deadline);
+            }
             let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
             for key in keys {
                 let (conns, mut ctx) = self.ctx();
@@ -465,6 +477,27 @@ impl Reactor {
             let _ = self.poll.registry().deregister(&mut l.socket);
             debug!("listener on {addr} closed");
         }
+    }
+
+    /// Reports to the service manager from the loop itself: `READY=1` once
+    /// (every listener is registered, so accepting), then whatever is due
+    /// (a watchdog ping, a drain report).
+    fn notify_tick(&mut self) {
+        let Some(n) = &mut self.notify else {
+            return;
+        };
+        match self.life {
+            Life::Running => {
+                n.ready(self.now, self.listeners.len());
+                n.tick(self.now, self.conns.len(), None);
+            }
+            Life::Draining { deadline } => n.tick(self.now, self.conns.len(), Some(deadline)),
+            Life::Stopped => {}
+        }
+    }
+
+    pub(crate) fn set_notifier(&mut self, n: Notifier) {
+        self.notify = Some(n);
     }
 
     /// Whether the server has stopped (a drain that finished or timed out).
@@ -489,6 +522,9 @@ impl Reactor {
                     self.drained, self.forced
                 );
                 self.life = Life::Stopped;
+                if let Some(n) = &mut self.notify {
+                    n.stopped();
+                }
                 true
             }
         }

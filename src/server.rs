@@ -112,6 +112,30 @@ impl Server {
         self.reactor.addrs()
     }
 
+    /// Reports to a service manager (systemd `Type=notify`) when
+    /// `NOTIFY_SOCKET` is set: `READY=1` once the loop runs (every listener
+    /// accepting), `STATUS=` lines, `STOPPING=1` and `EXTEND_TIMEOUT_USEC`
+    /// during a drain, and, when `WATCHDOG_USEC` is set (for this process,
+    /// per `WATCHDOG_PID`), `WATCHDOG=1` at half that period, sent by the
+    /// event loop itself: a handler that blocks the loop stops the pings and
+    /// the manager restarts the service. The variables are removed from the
+    /// environment. Returns whether notification is on.
+    ///
+    /// Call it before other threads start (it changes the environment).
+    ///
+    /// # Errors
+    /// `NOTIFY_SOCKET` is not an absolute path or `@name`, `WATCHDOG_USEC`
+    /// is not a number, or the datagram socket cannot be created.
+    pub fn notify_from_env(&mut self) -> std::io::Result<bool> {
+        match crate::notify::Notifier::from_env()? {
+            Some(n) => {
+                self.reactor.set_notifier(n);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// A handle that stops the server from any thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {

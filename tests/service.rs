@@ -10,7 +10,7 @@ mod util;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -214,17 +214,22 @@ fn bad_listen_input_is_a_one_line_error_never_a_panic() {
 // ---------------------------------------------------------------------------
 // Socket activation
 
-/// `systemd-socket-activate` with `args`, its stderr read line by line in a
-/// thread; killed (with keel, which it became by exec) on drop.
-struct Activator {
+/// A child process (`systemd-socket-activate`, which becomes keel by exec,
+/// or keel itself) with extra environment, its stderr read line by line in a
+/// thread; killed and reaped on drop.
+struct Proc {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
-impl Activator {
-    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Activator {
-        let mut cmd = Command::new("systemd-socket-activate");
+impl Proc {
+    fn activator(args: &[&str]) -> Proc {
+        Proc::spawn("systemd-socket-activate", args, &[])
+    }
+
+    fn spawn(program: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -233,7 +238,9 @@ impl Activator {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn systemd-socket-activate");
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
         let err = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
         thread::spawn(move || {
@@ -244,7 +251,7 @@ impl Activator {
                 }
             }
         });
-        Activator {
+        Proc {
             child,
             lines,
             seen: Vec::new(),
@@ -295,7 +302,7 @@ impl Activator {
     }
 }
 
-impl Drop for Activator {
+impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -322,10 +329,7 @@ fn socket_activation_serves_tcp_and_unix_including_a_connection_made_before_keel
     let tcp = format!("127.0.0.1:{port}");
     let unix = sock.to_str().unwrap().to_string();
     let root = dir.path().to_str().unwrap();
-    let mut act = Activator::spawn(
-        &["-l", &tcp, "-l", &unix, "--fdname=web:local", KEEL, root],
-        &[],
-    );
+    let mut act = Proc::activator(&["-l", &tcp, "-l", &unix, "--fdname=web:local", KEEL, root]);
     act.wait_line(&format!("Listening on {unix}"));
     // keel is not running yet: systemd-socket-activate starts it on the first
     // connection. This request is made (and sent) before keel exists.
@@ -393,7 +397,7 @@ fn an_activated_fd_that_is_not_a_listening_stream_socket_is_refused() {
     }
     let port = free_port();
     let udp = format!("127.0.0.1:{port}");
-    let mut act = Activator::spawn(&["--datagram", "-l", &udp, KEEL, root], &[]);
+    let mut act = Proc::activator(&["--datagram", "-l", &udp, KEEL, root]);
     act.wait_line("Listening on");
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     s.send_to(b"wake up", &udp).unwrap();
@@ -408,4 +412,123 @@ fn activated_listeners_is_empty_without_listen_pid_for_us() {
     // LISTEN_PID of another process: not ours, nothing taken. (The test
     // binary's own environment has no LISTEN_* variables.)
     assert!(keelhttp::activated_listeners().unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// sd_notify: the test is the service manager
+
+/// Receives one notification (bounded wait).
+fn recv_msg(s: &UnixDatagram) -> Option<String> {
+    let mut buf = [0u8; 4096];
+    match s.recv(&mut buf) {
+        Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        Err(_) => None, // timeout
+    }
+}
+
+/// Every thread's voluntary context switches of `pid`: each one a wake-up.
+fn wakeups(pid: u32) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
+}
+
+#[test]
+fn service_manager_gets_ready_after_accepting_then_watchdog_pings_then_stopping() {
+    let dir = TempDir::new("notify");
+    dir.write("index.html", b"ok\n");
+    let sock = dir.path().join("notify.sock");
+    let manager = UnixDatagram::bind(&sock).unwrap();
+    manager.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let port = free_port().to_string();
+    let root = dir.path().to_str().unwrap();
+    let notify = sock.to_str().unwrap();
+    let keel = Proc::spawn(
+        KEEL,
+        &[root, "--addr", "127.0.0.1", "--port", &port],
+        &[("NOTIFY_SOCKET", notify), ("WATCHDOG_USEC", "200000")],
+    );
+    let mut got = Vec::new();
+    let first = recv_msg(&manager).expect("READY=1 within the timeout");
+    assert!(first.starts_with("READY=1\n"), "{first:?}");
+    assert!(
+        first.contains(&format!("MAINPID={}", keel.child.id())),
+        "{first:?}"
+    );
+    // READY means accepting: the port answers now, with no retry.
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(request(&mut connect(addr), "GET", "/").status, 200);
+    got.push(first);
+    // Pings every 100 ms (half of WATCHDOG_USEC), from the loop.
+    let t0 = Instant::now();
+    let mut pings = 0;
+    while pings < 5 {
+        let m = recv_msg(&manager).expect("a watchdog ping");
+        assert_eq!(m, "WATCHDOG=1");
+        pings += 1;
+        got.push(m);
+    }
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_secs(3),
+        "5 pings at ~100 ms took {took:?}"
+    );
+    keel.signal(libc::SIGTERM);
+    let stopping = loop {
+        let m = recv_msg(&manager).expect("STOPPING=1 after SIGTERM");
+        got.push(m.clone());
+        if m != "WATCHDOG=1" {
+            break m;
+        }
+    };
+    assert!(
+        stopping.starts_with("STOPPING=1\nSTATUS=draining 0 connections\nEXTEND_TIMEOUT_USEC="),
+        "{stopping:?}"
+    );
+    let (code, log) = keel.finish();
+    assert_eq!(code, Some(0), "{log}");
+    eprintln!("notify messages in order:\n{}", got.join("\n---\n"));
+}
+
+#[test]
+fn without_a_watchdog_a_notified_idle_server_still_never_wakes() {
+    let dir = TempDir::new("notify-idle");
+    let sock = dir.path().join("n.sock");
+    let manager = UnixDatagram::bind(&sock).unwrap();
+    manager.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let port = free_port().to_string();
+    let root = dir.path().to_str().unwrap();
+    let keel = Proc::spawn(
+        KEEL,
+        &[root, "--addr", "127.0.0.1", "--port", &port],
+        &[
+            ("NOTIFY_SOCKET", sock.to_str().unwrap()),
+            ("RUST_LOG", "warn"),
+        ],
+    );
+    let ready = recv_msg(&manager).expect("READY=1");
+    assert!(ready.starts_with("READY=1"));
+    thread::sleep(Duration::from_millis(200)); // let start-up settle
+    let pid = keel.child.id();
+    let before = wakeups(pid);
+    thread::sleep(Duration::from_secs(1)); // the observation window itself
+    assert_eq!(
+        wakeups(pid),
+        before,
+        "an idle server without a watchdog woke up"
+    );
+    manager
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    assert_eq!(recv_msg(&manager), None, "no message while idle");
 }
