@@ -35,7 +35,7 @@ fn a_handler_that_blocks_the_loop_stops_the_watchdog_pings() {
             Response::text(200, "done\n")
         })
     });
-    let mut recv = || {
+    let recv = || {
         let mut buf = [0u8; 512];
         let n = manager.recv(&mut buf).expect("a notification in time");
         (
