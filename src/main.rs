@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use keelhttp::{Config, ErrorKind, ListenAddr, Listener, Server, StaticFiles, StaticOptions};
+use keelhttp::{
+    Config, ErrorKind, ListenAddr, Listener, Privileges, Server, StaticFiles, StaticOptions,
+};
 
 const USAGE: &str = "\
 keel - serve a directory over HTTP/1.1
@@ -41,6 +43,10 @@ Options:
       --drain-timeout SECS
                     on SIGTERM/SIGINT, how long responses in flight may take to
                     finish before they are cut [default: 10]
+      --user NAME[:GROUP]
+                    after binding (so ports below 1024 work), run as NAME
+                    (and GROUP) and drop root for good
+      --chroot DIR  after binding, chroot(2) to DIR (needs root)
       --status-path PATH
                     answer PATH with JSON counters (503 draining during shutdown) [default: off]
 
@@ -77,6 +83,7 @@ struct Args {
     addr_given: bool,
     listen: Vec<String>,
     socket_mode: Option<u32>,
+    privileges: Privileges,
     config: Config,
     files: StaticOptions,
 }
@@ -109,6 +116,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut addr_given = false;
     let mut listen = Vec::new();
     let mut socket_mode = None;
+    let mut privileges = Privileges::default();
     let mut config = Config::default();
     let mut files = StaticOptions::default();
     while let Some(arg) = it.next() {
@@ -168,6 +176,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--idle-timeout" => config.idle_timeout = positive(seconds(&value(&flag)?)?)?,
             "--stall-timeout" => config.stall_timeout = positive(seconds(&value(&flag)?)?)?,
             "--drain-timeout" => config.drain_timeout = seconds(&value(&flag)?)?,
+            "--user" => privileges.user = Some(value("--user")?),
+            "--chroot" => privileges.chroot = Some(PathBuf::from(value("--chroot")?)),
             "--status-path" => {
                 let v = value("--status-path")?;
                 if !v.starts_with('/') {
@@ -219,6 +229,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
         addr_given,
         listen,
         socket_mode,
+        privileges,
         config,
         files,
     })))
@@ -279,6 +290,12 @@ fn run(args: &Args) -> ExitCode {
         Ok(true) => log::debug!("reporting to the service manager (NOTIFY_SOCKET)"),
         Ok(false) => {}
         Err(e) => return fail(&format!("NOTIFY_SOCKET: {e}")),
+    }
+    // Everything that needs root (ports below 1024, the served directory,
+    // the log file) is open: become the unprivileged user now, before any
+    // thread starts and before the first request.
+    if let Err(e) = keelhttp::drop_privileges(&args.privileges) {
+        return fail(&e.to_string());
     }
     let addrs: Vec<String> = server
         .listen_addrs()

@@ -320,6 +320,117 @@ pub(crate) fn own_fd(fd: RawFd) -> std::os::fd::OwnedFd {
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }
 
+/// A user account from the password database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Account {
+    pub(crate) uid: libc::uid_t,
+    pub(crate) gid: libc::gid_t,
+}
+
+fn c_string(name: &str) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// `getpwnam_r(3)`: `Ok(None)` when there is no such user.
+pub(crate) fn user_by_name(name: &str) -> io::Result<Option<Account>> {
+    let cname = c_string(name)?;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid buffer for getpwnam_r to fill.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and `buf.len()` is its size;
+    // the strings in `pw` point into `buf`, which we do not read after it.
+    let r = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok((!found.is_null()).then_some(Account {
+        uid: pw.pw_uid,
+        gid: pw.pw_gid,
+    }))
+}
+
+/// `getgrnam_r(3)`: `Ok(None)` when there is no such group.
+pub(crate) fn group_by_name(name: &str) -> io::Result<Option<libc::gid_t>> {
+    let cname = c_string(name)?;
+    let mut buf = vec![0 as libc::c_char; 64 * 1024];
+    // SAFETY: an all-zero group is a valid buffer for getgrnam_r to fill.
+    let mut gr: libc::group = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: as for getpwnam_r above.
+    let r = unsafe {
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut gr,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok((!found.is_null()).then_some(gr.gr_gid))
+}
+
+fn cvt_int(r: libc::c_int) -> io::Result<()> {
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `chroot(2)` to `dir`, then `chdir("/")` inside it.
+pub(crate) fn chroot(dir: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated path for the call.
+    cvt_int(unsafe { libc::chroot(c.as_ptr()) })?;
+    // SAFETY: a static NUL-terminated path.
+    cvt_int(unsafe { libc::chdir(c"/".as_ptr()) })
+}
+
+/// Sets the supplementary groups to exactly `groups`.
+pub(crate) fn set_groups(groups: &[libc::gid_t]) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `groups`, valid for the call.
+    cvt_int(unsafe { libc::setgroups(groups.len() as _, groups.as_ptr()) })
+}
+
+/// `setgid(2)`: real, effective and saved group ids (we are privileged).
+pub(crate) fn set_gid(gid: libc::gid_t) -> io::Result<()> {
+    // SAFETY: plain integer argument.
+    cvt_int(unsafe { libc::setgid(gid) })
+}
+
+/// `setuid(2)`: real, effective and saved user ids (we are privileged).
+pub(crate) fn set_uid(uid: libc::uid_t) -> io::Result<()> {
+    // SAFETY: plain integer argument.
+    cvt_int(unsafe { libc::setuid(uid) })
+}
+
+/// (real, effective) user and group ids of the process.
+pub(crate) fn ids() -> (libc::uid_t, libc::uid_t, libc::gid_t, libc::gid_t) {
+    // SAFETY: these four calls take no arguments and cannot fail.
+    unsafe {
+        (
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -532,3 +532,141 @@ fn without_a_watchdog_a_notified_idle_server_still_never_wakes() {
         .unwrap();
     assert_eq!(recv_msg(&manager), None, "no message while idle");
 }
+
+// ---------------------------------------------------------------------------
+// Privilege drop
+
+fn is_root() -> bool {
+    // SAFETY: geteuid takes no arguments and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("skipping: not running as root");
+    }
+    root
+}
+
+/// A port below 1024 that is free now (found by binding, as root).
+fn free_low_port() -> Option<u16> {
+    (900..1024)
+        .rev()
+        .find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
+}
+
+/// Uid and Gid lines of /proc/PID/status: (real, effective, saved, fs).
+fn proc_ids(pid: u32) -> (String, String, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    (field("Uid:"), field("Gid:"), field("Groups:"))
+}
+
+#[test]
+fn user_nobody_after_binding_a_low_port_runs_unprivileged_and_cannot_read_root_files() {
+    if !is_root() {
+        return;
+    }
+    let Some(port) = free_low_port() else {
+        eprintln!("skipping: no free port below 1024");
+        return;
+    };
+    let dir = TempDir::new("nobody");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir.write("index.html", b"<p>public</p>\n");
+    let secret = dir.write("secret.txt", b"root only\n");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let root = dir.path().to_str().unwrap();
+    let port_s = port.to_string();
+    let mut keel = Proc::spawn(
+        KEEL,
+        &[
+            root,
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            &port_s,
+            "--user",
+            "nobody",
+        ],
+        &[],
+    );
+    let line = keel.wait_line("serving ");
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    let (uid, gid, groups) = proc_ids(keel.child.id());
+    assert_eq!(
+        uid, "65534 65534 65534 65534",
+        "Uid: real, effective, saved, fs"
+    );
+    assert_eq!(gid, "65534 65534 65534 65534", "Gid");
+    assert_eq!(groups, "65534", "supplementary groups dropped");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut c = connect(addr);
+    assert_eq!(request(&mut c, "GET", "/").body, b"<p>public</p>\n");
+    assert_eq!(request(&mut c, "GET", "/secret.txt").status, 403);
+}
+
+#[test]
+fn chroot_and_user_jail_the_process_and_it_still_serves() {
+    if !is_root() {
+        return;
+    }
+    let dir = TempDir::new("chroot");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir.write("index.html", b"<p>jailed</p>\n");
+    let root = dir.path().to_str().unwrap();
+    let port = free_port().to_string();
+    let mut keel = Proc::spawn(
+        KEEL,
+        &[
+            root,
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--chroot",
+            root,
+            "--user",
+            "nobody:nogroup",
+        ],
+        &[],
+    );
+    keel.wait_line("serving ");
+    let jail = std::fs::read_link(format!("/proc/{}/root", keel.child.id())).unwrap();
+    assert_eq!(jail, std::fs::canonicalize(dir.path()).unwrap());
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(
+        request(&mut connect(addr), "GET", "/").body,
+        b"<p>jailed</p>\n"
+    );
+}
+
+#[test]
+fn an_unknown_user_or_group_refuses_to_start() {
+    let dir = TempDir::new("nouser");
+    let root = dir.path().to_str().unwrap();
+    for user in ["no-such-user-keel", "nobody:no-such-group-keel", ":x"] {
+        let out = run_keel(
+            &[root, "--addr", "127.0.0.1", "--port", "0", "--user", user],
+            "info",
+            ChildStdout::Null,
+        );
+        assert_eq!(out.status.code(), Some(1), "--user {user}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("no such") || out.stderr.contains("invalid --user"),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("serving"),
+            "must not serve: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+}
