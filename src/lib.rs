@@ -24,6 +24,7 @@
 //!  API      server.rs handler.rs request.rs response.rs shutdown.rs config.rs error.rs header.rs
 //!  engine   reactor.rs -> conn/ -> parse.rs  encode.rs  sys.rs (the only unsafe: libc calls)
 //!           listener.rs (TCP and Unix listeners, socket activation)  notify.rs (sd_notify)
+//!           access_log.rs (buffered, one write per turn)
 //! ```
 //!
 //! The handler runs on the server's thread: no `Send`/`Sync` bounds, and it
@@ -47,6 +48,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(rust_2018_idioms)]
 
+mod access_log;
 mod config;
 mod conn;
 mod encode;
@@ -67,6 +69,7 @@ mod signals;
 mod static_files;
 mod sys;
 
+pub use access_log::{AccessLog, LogFormat};
 pub use config::Config;
 pub use error::{Error, ErrorCode, ErrorKind};
 pub use handler::Handler;

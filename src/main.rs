@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use keelhttp::{
-    Config, ErrorKind, ListenAddr, Listener, Privileges, Server, StaticFiles, StaticOptions,
+    AccessLog, Config, ErrorKind, ListenAddr, Listener, LogFormat, Privileges, Server, StaticFiles,
+    StaticOptions,
 };
 
 const USAGE: &str = "\
@@ -49,6 +50,11 @@ Options:
       --chroot DIR  after binding, chroot(2) to DIR (needs root)
       --status-path PATH
                     answer PATH with JSON counters (503 draining during shutdown) [default: off]
+      --access-log FILE
+                    append one line per request to FILE; SIGUSR1 reopens it
+                    (for logrotate) [default: stderr, unless RUST_LOG=warn]
+      --log-format common|combined
+                    access log format (NCSA Common or Combined) [default: combined]
 
 Files:
       --index NAMES     comma-separated index files for directories [default: index.html]
@@ -63,13 +69,15 @@ Files:
   -V, --version     print the version
 
 Signals: SIGTERM or SIGINT drains (the listener closes at once, responses in
-flight finish); a second one stops at once. SIGHUP is ignored.
+flight finish); a second one stops at once. SIGUSR1 reopens the access log
+file. SIGHUP is ignored.
 
 Exit status: 0 after a clean stop; 1 on a runtime error (e.g. the port is in
 use); 2 on bad usage; 3 when the drain deadline passed (or a second signal
 came) and connections were cut.
 
-Logging: RUST_LOG=warn silences the access log; RUST_LOG=debug shows more.
+Logging: RUST_LOG=warn silences the access log on stderr (not a --access-log
+file); RUST_LOG=debug shows more.
 ";
 
 /// Exit status when the drain had to cut connections.
@@ -84,6 +92,8 @@ struct Args {
     listen: Vec<String>,
     socket_mode: Option<u32>,
     privileges: Privileges,
+    access_log: Option<PathBuf>,
+    log_format: LogFormat,
     config: Config,
     files: StaticOptions,
 }
@@ -117,6 +127,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut listen = Vec::new();
     let mut socket_mode = None;
     let mut privileges = Privileges::default();
+    let mut access_log = None;
+    let mut log_format = LogFormat::default();
     let mut config = Config::default();
     let mut files = StaticOptions::default();
     while let Some(arg) = it.next() {
@@ -176,6 +188,12 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--idle-timeout" => config.idle_timeout = positive(seconds(&value(&flag)?)?)?,
             "--stall-timeout" => config.stall_timeout = positive(seconds(&value(&flag)?)?)?,
             "--drain-timeout" => config.drain_timeout = seconds(&value(&flag)?)?,
+            "--access-log" => access_log = Some(PathBuf::from(value("--access-log")?)),
+            "--log-format" => {
+                let v = value("--log-format")?;
+                log_format = LogFormat::parse(&v)
+                    .ok_or_else(|| format!("--log-format is common or combined: '{v}'"))?;
+            }
             "--user" => privileges.user = Some(value("--user")?),
             "--chroot" => privileges.chroot = Some(PathBuf::from(value("--chroot")?)),
             "--status-path" => {
@@ -230,6 +248,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
         listen,
         socket_mode,
         privileges,
+        access_log,
+        log_format,
         config,
         files,
     })))
@@ -286,6 +306,27 @@ fn run(args: &Args) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e.to_string()),
     };
+    // The access log: a file if asked for, else stderr unless RUST_LOG
+    // silences it (decided once, here). Either way the engine's buffered
+    // writer: one write per loop turn, never blocking the loop.
+    let log = match &args.access_log {
+        Some(path) => match AccessLog::file(path, args.log_format) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                return fail(&format!(
+                    "cannot open the access log {}: {e}",
+                    path.display()
+                ))
+            }
+        },
+        None if log::log_enabled!(target: "keelhttp::access", log::Level::Info) => {
+            AccessLog::stderr(args.log_format).ok()
+        }
+        None => None,
+    };
+    if let Some(log) = log {
+        server.set_access_log(log);
+    }
     match server.notify_from_env() {
         Ok(true) => log::debug!("reporting to the service manager (NOTIFY_SOCKET)"),
         Ok(false) => {}

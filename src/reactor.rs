@@ -13,6 +13,7 @@ use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::access_log::Writer;
 use crate::conn::{Conn, Ctx, Pool};
 use crate::encode::DateCache;
 use crate::listener::{ListenAddr, Listener, MioListener, Stream};
@@ -68,6 +69,8 @@ pub(crate) struct Reactor {
     forced: usize,
     /// sd_notify (service manager), when asked for: see `notify.rs`.
     notify: Option<Notifier>,
+    /// The buffered access log, if set: flushed once at the end of each turn.
+    access_log: Option<Writer>,
 }
 
 /// One listening socket and whether it may have connections queued.
@@ -132,6 +135,7 @@ impl Reactor {
             drained: 0,
             forced: 0,
             notify: None,
+            access_log: None,
         })
     }
 
@@ -228,6 +232,7 @@ impl Reactor {
             }
         }
         self.fire_timers();
+        self.flush_access_log();
         Ok(true)
     }
 
@@ -247,6 +252,7 @@ impl Reactor {
                 shutdown: &self.shared,
                 connections,
                 started: self.started,
+                access_log: self.access_log.as_mut(),
             },
         )
     }
@@ -494,6 +500,21 @@ impl Reactor {
             Life::Draining { deadline } => n.tick(self.now, self.conns.len(), Some(deadline)),
             Life::Stopped => {}
         }
+    }
+
+    /// The turn's access log lines in one write; a reopen if one was asked.
+    fn flush_access_log(&mut self) {
+        if let Some(w) = &mut self.access_log {
+            w.flush();
+            if self.shared.take_reopen() {
+                w.reopen();
+            }
+            self.stats.log_dropped = w.dropped;
+        }
+    }
+
+    pub(crate) fn set_access_log(&mut self, w: Writer) {
+        self.access_log = Some(w);
     }
 
     pub(crate) fn set_notifier(&mut self, n: Notifier) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::reactor::Reactor;
 use crate::shutdown::ShutdownHandle;
-use crate::{Config, Error, Handler, ListenAddr, Listener};
+use crate::{AccessLog, Config, Error, Handler, ListenAddr, Listener};
 
 /// Counters kept by the server loop.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,6 +30,9 @@ pub struct Stats {
     pub rejected: u64,
     /// Handler panics (each answered with a 500).
     pub panics: u64,
+    /// Access log lines dropped because the log could not take them (a full
+    /// disk, a reader that does not keep up).
+    pub log_dropped: u64,
 }
 
 /// What `run` returns when the server has stopped.
@@ -134,6 +137,13 @@ impl Server {
             }
             None => Ok(false),
         }
+    }
+
+    /// Logs every request to `log` (a file or stderr), buffered and written
+    /// once per loop turn. Without it, each request is logged through the
+    /// `log` crate (target `keelhttp::access`, level `info`).
+    pub fn set_access_log(&mut self, log: AccessLog) {
+        self.reactor.set_access_log(log.into_writer());
     }
 
     /// A handle that stops the server from any thread.

@@ -245,6 +245,20 @@ pub(crate) fn wait_signal(signals: &[libc::c_int]) -> io::Result<libc::c_int> {
     }
 }
 
+/// `send(2)` with `MSG_DONTWAIT | MSG_NOSIGNAL`: never blocks, never raises
+/// SIGPIPE, without changing the (shared) file status flags of `fd`.
+pub(crate) fn send_nowait(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the call; fd is the caller's.
+    cvt(unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    })
+}
+
 /// What socket activation needs to know about an inherited descriptor.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SocketInfo {

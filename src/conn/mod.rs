@@ -125,6 +125,8 @@ pub(crate) struct Ctx<'a> {
     /// Open connections, for the status endpoint.
     pub(crate) connections: usize,
     pub(crate) started: Instant,
+    /// The buffered access log, if the server has one (else `log`'s `info!`).
+    pub(crate) access_log: Option<&'a mut crate::access_log::Writer>,
 }
 
 #[derive(Debug)]
