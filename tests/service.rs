@@ -170,7 +170,14 @@ fn binary_listens_on_repeated_listen_flags_tcp_and_unix() {
     assert_eq!(again.status.code(), Some(1), "{}", again.stderr);
     assert!(again.stderr.contains("in use"), "{}", again.stderr);
 
-    // Killed, it leaves its socket file; the next keel replaces it.
+    // Stopped (gracefully, so the buffered access log is out), it leaves its
+    // socket file; the next keel replaces it.
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    assert!(child.wait_exit(Duration::from_secs(10)).is_some());
     let stderr = child.stop();
     assert!(stderr.contains("\"GET / HTTP/1.1\" 200"), "{stderr}");
     assert!(std::fs::symlink_metadata(&sock).is_ok(), "the file stays");
