@@ -677,3 +677,28 @@ fn an_unknown_user_or_group_refuses_to_start() {
         assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     }
 }
+
+/// Issue 10, item 7: the README's first command works on a fresh clone: the
+/// directory it names is in the checkout, and keel serves it.
+#[test]
+fn the_readme_first_command_serves_something_that_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.contains("cargo run --release -- "))
+        .expect("a `cargo run --release -- DIR` line in the README");
+    let dir = line
+        .split("cargo run --release -- ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a directory after `--`");
+    let dir = root.join(dir);
+    assert!(dir.is_dir(), "{} is not in the checkout", dir.display());
+    let keel = util::KeelProcess::start(&dir, std::net::IpAddr::from([127, 0, 0, 1]), "warn");
+    let mut c = keel.connect();
+    let r = request(&mut c, "GET", "/");
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&r.body).contains("keel is serving"));
+    assert_eq!(request(&mut c, "GET", "/hello.txt").status, 200);
+}
