@@ -702,3 +702,49 @@ fn the_readme_first_command_serves_something_that_exists() {
     assert!(String::from_utf8_lossy(&r.body).contains("keel is serving"));
     assert_eq!(request(&mut c, "GET", "/hello.txt").status, 200);
 }
+
+#[test]
+fn a_drain_with_a_response_in_flight_reports_it_and_asks_for_more_time() {
+    let dir = TempDir::new("notify-drain");
+    let big = std::fs::File::create(dir.path().join("big.bin")).unwrap();
+    big.set_len(64 << 20).unwrap(); // sparse: far more than the socket buffers hold
+    let sock = dir.path().join("n.sock");
+    let manager = UnixDatagram::bind(&sock).unwrap();
+    manager.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let port = free_port().to_string();
+    let root = dir.path().to_str().unwrap();
+    let keel = Proc::spawn(
+        KEEL,
+        &[
+            root,
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--drain-timeout",
+            "20",
+        ],
+        &[("NOTIFY_SOCKET", sock.to_str().unwrap())],
+    );
+    assert!(recv_msg(&manager).expect("READY=1").starts_with("READY=1"));
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut slow = connect(addr);
+    slow.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 12];
+    slow.read_exact(&mut first).unwrap(); // the response is under way, unread
+    keel.signal(libc::SIGTERM);
+    let stopping = recv_msg(&manager).expect("STOPPING=1");
+    assert!(
+        stopping.starts_with("STOPPING=1\nSTATUS=draining 1 connection\nEXTEND_TIMEOUT_USEC="),
+        "{stopping:?}"
+    );
+    let usec: u64 = stopping.rsplit('=').next().unwrap().parse().unwrap();
+    assert!(
+        (20_000_000..=25_000_000).contains(&usec),
+        "the drain deadline plus slack: {usec}"
+    );
+    drop(slow); // the client goes away: the drain ends
+    let (code, log) = keel.finish();
+    assert!(code.is_some(), "{log}");
+}
