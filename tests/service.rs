@@ -102,6 +102,15 @@ fn a_stale_socket_file_is_replaced_a_live_one_is_an_error() {
     // A dead server's socket file: bound, then the listener dropped.
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
     assert!(std::fs::metadata(&sock).unwrap().file_type().is_socket());
+    // Another test of this binary may fork a child at any moment, which holds
+    // a copy of the listener until its exec closes it: wait (bounded) until
+    // the socket really refuses connections.
+    for _ in 0..500 {
+        match UnixStream::connect(&sock) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
     let live = Listener::bind_unix(&sock, None).expect("stale file replaced");
     let err = Listener::bind_unix(&sock, None).expect_err("a live socket must not be taken");
     assert_eq!(err.kind(), keelhttp::ErrorKind::AddrInUse, "{err}");
