@@ -35,6 +35,11 @@ use crate::{header, HeaderBlock, HeaderText};
 
 /// How often an entry that could not be watched is checked against the file.
 const REVALIDATE: Duration = Duration::from_secs(1);
+/// A hit reads pending inotify events itself (one non-blocking `read`) when
+/// the loop last did longer ago than this: a request read late in a long
+/// turn (a later accept, a keep-alive read) may have been sent after a change
+/// the loop has not polled yet. At most 20,000 such reads a second.
+const RECHECK: Duration = Duration::from_micros(50);
 /// How long a path found uncacheable is served without trying again.
 const REFUSED_RETRY: Duration = Duration::from_secs(5);
 const NONE: u32 = u32::MAX;
@@ -156,6 +161,8 @@ pub(super) struct Cache {
     watches: HashMap<i32, Watch>,
     /// Watches ran out (or inotify is missing): some entries are revalidated.
     degraded: bool,
+    /// When pending inotify events were last read.
+    checked: Instant,
     /// Paths found uncacheable (a symlink on the way, several links...),
     /// with when to try again: they skip the extra open meanwhile. Cleared
     /// on any change seen, and when it grows past the entry bound.
@@ -185,6 +192,7 @@ impl Cache {
             inotify,
             watches: HashMap::new(),
             refused: HashMap::new(),
+            checked: Instant::now(),
         }
     }
 
@@ -207,11 +215,12 @@ impl Cache {
     /// is not watched and is due is first compared with the file beneath
     /// `dir` (as securely as a miss opens it), and dropped if it changed.
     pub(super) fn get(&mut self, key: &[u8], dir: &File) -> Option<&Entry> {
+        let now = Instant::now();
+        if self.inotify.is_some() && now.duration_since(self.checked) > RECHECK {
+            self.on_events();
+        }
         let slot = *self.map.get(key)?;
-        let due = self
-            .entry(slot)?
-            .verify_at
-            .is_some_and(|at| at <= Instant::now());
+        let due = self.entry(slot)?.verify_at.is_some_and(|at| at <= now);
         if due && !self.revalidate(slot, dir) {
             self.remove(slot);
             return None;
@@ -418,6 +427,7 @@ impl Cache {
 
     /// Reads every pending inotify event and drops the entries they touch.
     pub(super) fn on_events(&mut self) {
+        self.checked = Instant::now();
         let mut buf = [0u8; 4096];
         loop {
             let Some(mut fd) = self.inotify.as_ref() else {
