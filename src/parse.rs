@@ -761,6 +761,83 @@ mod tests {
     }
 
     #[test]
+    fn request_line_grammar_is_strict() {
+        use ErrorCode::*;
+        let with_line = |l: &str| format!("{l}\r\nHost: a\r\n\r\n");
+        for (line, want) in [
+            ("GET / HTTP/1.1 ", BadRequest),
+            ("GET /  HTTP/1.1", BadRequest),
+            ("GET\t/ HTTP/1.1", BadRequest),
+            ("GET / http/1.1", BadRequest),
+            ("GET / HTTP/1.10", BadRequest),
+            ("GET / HTTP/1", BadRequest),
+            ("GET / HTTP/3.1", VersionNotSupported),
+            ("GET / HTTP/0.9", VersionNotSupported),
+            ("GET /a\x01 HTTP/1.1", BadTarget),
+            ("GET /\u{e9} HTTP/1.1", BadTarget),
+            ("GET * HTTP/1.1", BadTarget),
+            ("GET a:1 HTTP/1.1", BadTarget),
+            ("CONNECT /x HTTP/1.1", BadTarget),
+            ("CONNECT a HTTP/1.1", BadTarget),
+            ("GET ftp://a/ HTTP/1.1", BadTarget),
+            ("GET http://u@a/ HTTP/1.1", BadTarget),
+            ("GET http:///x HTTP/1.1", BadTarget),
+        ] {
+            assert_eq!(code(&with_line(line)), want, "{line:?}");
+        }
+        for line in [
+            "GET / HTTP/1.1",
+            "OPTIONS * HTTP/1.1",
+            "CONNECT a:443 HTTP/1.1",
+            "GET http://a:1/x?y HTTP/1.1",
+            "GET HTTPS://[::1] HTTP/1.1",
+        ] {
+            assert!(parse(&with_line(line)).is_ok(), "{line:?}");
+        }
+        let config = Config::default();
+        let mut storage = [httparse::EMPTY_HEADER; 4];
+        let h = parse_head(
+            b"GET http://x.example:8/p HTTP/1.1\r\nHost: y\r\n\r\n",
+            &mut storage,
+            &config,
+        )
+        .unwrap();
+        assert_eq!(h.authority, Some("x.example:8"));
+    }
+
+    #[test]
+    fn host_grammar() {
+        for good in [
+            &b""[..],
+            b"a",
+            b"a.b-c_d~e:80",
+            b"127.0.0.1",
+            b"[::1]:1",
+            b"[v7.a:b]",
+            b"%41",
+            b"h:",
+        ] {
+            assert!(valid_host(good), "{:?}", String::from_utf8_lossy(good));
+        }
+        for bad in [
+            &b"a b"[..],
+            b"a/b",
+            b"a@b",
+            b"[::1",
+            b"[::1]x",
+            b"[1.2.3.4]",
+            b"[v.x]",
+            b"a:b",
+            b"a:1:2",
+            b"%4",
+            b"%zz",
+            b"\x00",
+        ] {
+            assert!(!valid_host(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
     fn limits_are_enforced() {
         let config = Config {
             max_body_bytes: 10,
