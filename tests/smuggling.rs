@@ -319,10 +319,7 @@ fn parse_responses(mut buf: &[u8], first_is_head: bool) -> Vec<(u16, Vec<u8>)> {
             Vec::new()
         } else if field("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
             let mut body = Vec::new();
-            loop {
-                let Some(nl) = buf.windows(2).position(|w| w == b"\r\n") else {
-                    break;
-                };
+            while let Some(nl) = buf.windows(2).position(|w| w == b"\r\n") {
                 let size = usize::from_str_radix(
                     String::from_utf8_lossy(&buf[..nl])
                         .split(';')
