@@ -307,8 +307,9 @@ pub(crate) fn responses(
 /// Checks an outcome: it closed; its output is complete responses; the
 /// first ones answer the handler calls in order (their bodies are the echo);
 /// at most one more follows, an engine error with `Connection: close`; and
-/// nothing follows a `Connection: close`.
-pub(crate) fn check(outcome: &Outcome) -> Result<(), String> {
+/// nothing follows a `Connection: close`. Returns whether the engine
+/// refused a request (that error response was sent).
+pub(crate) fn check(outcome: &Outcome) -> Result<bool, String> {
     if !outcome.closed {
         return Err("the connection did not close".into());
     }
@@ -357,7 +358,7 @@ pub(crate) fn check(outcome: &Outcome) -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    Ok(resps.len() > calls.len())
 }
 
 /// The connection after a hostile one, on the same rig (shared buffer
