@@ -37,6 +37,21 @@ pub(crate) struct Script {
     eof_at_end: bool,
     written: Vec<u8>,
     shut: bool,
+    /// Transport calls so far, and the most a run may make: a loop inside
+    /// `drive` that keeps reading EOF or `WouldBlock` is caught here.
+    calls: usize,
+    max_calls: usize,
+}
+
+impl Script {
+    fn count_call(&mut self) {
+        self.calls += 1;
+        assert!(
+            self.calls <= self.max_calls,
+            "no end after {} transport calls",
+            self.calls
+        );
+    }
 }
 
 fn would_block() -> io::Error {
@@ -45,6 +60,7 @@ fn would_block() -> io::Error {
 
 impl Transport for Script {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.count_call();
         match self.reads.pop_front() {
             None if self.eof_at_end => Ok(0),
             None | Some(Read::WouldBlock) => Err(would_block()),
@@ -61,6 +77,7 @@ impl Transport for Script {
 
     fn send(&mut self, bufs: &[IoSlice<'_>], _more: bool) -> io::Result<usize> {
         assert!(!self.shut, "a write after shutdown(SHUT_WR)");
+        self.count_call();
         let allowance = match self.writes.pop_front() {
             Some(None) => return Err(would_block()),
             Some(Some(n)) => n,
@@ -176,6 +193,7 @@ impl Rig {
                 reads: reads.into(),
                 writes: writes.into(),
                 eof_at_end,
+                max_calls: 4 * bound + 64,
                 ..Script::default()
             },
             None,
