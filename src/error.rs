@@ -12,8 +12,14 @@ use std::io;
 pub enum ErrorCode {
     /// 400: the request head is malformed, or its framing is ambiguous.
     BadRequest,
-    /// 400: an HTTP/1.1 request without exactly one `Host` header.
+    /// 400: an HTTP/1.1 request without exactly one `Host` header, or a
+    /// `Host` that is not `host[:port]`.
     BadHost,
+    /// 400: a request target with whitespace, control or non-ASCII bytes, or
+    /// whose form does not fit the method (`*` only with OPTIONS, `host:port`
+    /// only with CONNECT, absolute URIs only `http`/`https` with a valid
+    /// authority).
+    BadTarget,
     /// 400: a `Content-Length` that is not a number, or differing copies of it.
     BadContentLength,
     /// 400: a chunked body that does not follow the chunked grammar.
@@ -59,6 +65,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::BadHost => "bad_host",
+            ErrorCode::BadTarget => "bad_target",
             ErrorCode::BadContentLength => "bad_content_length",
             ErrorCode::BadChunk => "bad_chunk",
             ErrorCode::Forbidden => "forbidden",
@@ -84,6 +91,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest
             | ErrorCode::BadHost
+            | ErrorCode::BadTarget
             | ErrorCode::BadContentLength
             | ErrorCode::BadChunk => 400,
             ErrorCode::Forbidden => 403,

@@ -53,6 +53,9 @@ mod config;
 mod conn;
 mod encode;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 pub mod header;
 mod listener;

@@ -30,6 +30,10 @@ pub(crate) enum Framing {
 pub(crate) struct Head<'b, 'h> {
     pub(crate) method: &'b str,
     pub(crate) target: &'b str,
+    /// The authority of an absolute-form target (`http://AUTHORITY/path`):
+    /// it wins over `Host` (RFC 9112 §3.2.2).
+    #[allow(dead_code)] // read by the fuzzing surface and the tests
+    pub(crate) authority: Option<&'b str>,
     pub(crate) version: Version,
     pub(crate) headers: &'h [httparse::Header<'b>],
     pub(crate) framing: Framing,
@@ -88,6 +92,7 @@ pub(crate) fn parse_head<'b, 'h>(
     storage: &'h mut [httparse::Header<'b>],
     config: &Config,
 ) -> Result<Head<'b, 'h>, Reject> {
+    let version = check_request_line(buf, config)?;
     let mut req = httparse::Request::new(storage);
     match req.parse(buf) {
         Ok(httparse::Status::Complete(_)) => {}
@@ -111,21 +116,14 @@ pub(crate) fn parse_head<'b, 'h>(
     let httparse::Request {
         method,
         path,
-        version,
+        version: parsed_version,
         headers,
     } = req;
-    let (Some(method), Some(target), Some(version)) = (method, path, version) else {
+    let (Some(method), Some(target), Some(_)) = (method, path, parsed_version) else {
         return Err(reject(ErrorCode::BadRequest, "malformed request line"));
     };
     let headers: &'h [httparse::Header<'b>] = headers;
-    if target.len() > config.max_target_bytes {
-        return Err(reject(ErrorCode::UriTooLong, "request target too long"));
-    }
-    let version = if version == 0 {
-        Version::Http10
-    } else {
-        Version::Http11
-    };
+    let authority = target_form(method, target)?;
 
     let mut hosts = 0usize;
     let mut content_length: Option<u64> = None;
@@ -141,6 +139,11 @@ pub(crate) fn parse_head<'b, 'h>(
         let name = h.name;
         if name.eq_ignore_ascii_case(header::HOST) {
             hosts += 1;
+            // RFC 9112 §3.2: a Host that is not `uri-host [ ":" port ]` is
+            // a 400, even when an absolute-form target overrides it.
+            if !valid_host(h.value.trim_ascii()) {
+                return Err(reject(ErrorCode::BadHost, "malformed Host header"));
+            }
         } else if name.eq_ignore_ascii_case(header::CONTENT_LENGTH) {
             for item in list_items(h.value) {
                 let n = parse_decimal(item).ok_or(reject(
@@ -245,12 +248,188 @@ pub(crate) fn parse_head<'b, 'h>(
     Ok(Head {
         method,
         target,
+        authority,
         version,
         headers,
         framing,
         keep_alive,
         expect_continue: expect_continue && framing != Framing::None,
     })
+}
+
+/// The request line (RFC 9112 §3): `method SP request-target SP
+/// HTTP-version`, single spaces, a token method, a target of visible ASCII
+/// only, and a version that is exactly `HTTP/` DIGIT `.` DIGIT. Checked on
+/// the raw bytes before httparse, which is more lenient in places (and
+/// would call a malformed version "unsupported"). Returns the version.
+fn check_request_line(buf: &[u8], config: &Config) -> Result<Version, Reject> {
+    let end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = &buf[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(reject(
+            ErrorCode::BadRequest,
+            "the request line must be: method, one space, target, one space, version",
+        ));
+    };
+    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
+        return Err(reject(ErrorCode::BadRequest, "malformed method"));
+    }
+    if target.len() > config.max_target_bytes {
+        return Err(reject(ErrorCode::UriTooLong, "request target too long"));
+    }
+    if target.is_empty() {
+        return Err(reject(ErrorCode::BadTarget, "empty request target"));
+    }
+    if !target.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
+        return Err(reject(
+            ErrorCode::BadTarget,
+            "whitespace, control or non-ASCII byte in the request target",
+        ));
+    }
+    match version {
+        b"HTTP/1.1" => Ok(Version::Http11),
+        b"HTTP/1.0" => Ok(Version::Http10),
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Err(reject(
+                ErrorCode::VersionNotSupported,
+                "only HTTP/1.0 and HTTP/1.1 are supported",
+            ))
+        }
+        _ => Err(reject(ErrorCode::BadRequest, "malformed HTTP version")),
+    }
+}
+
+/// The form of the request target must fit the method (RFC 9112 §3.2):
+/// origin-form (`/path?query`) for any method; absolute-form
+/// (`http://authority/path?query`, accepted as a server MUST, its authority
+/// returned, since it wins over `Host`); asterisk-form (`*`) only with
+/// OPTIONS; authority-form (`host:port`) only, and always, with CONNECT.
+fn target_form<'b>(method: &str, target: &'b str) -> Result<Option<&'b str>, Reject> {
+    let bytes = target.as_bytes();
+    if method == "CONNECT" {
+        // authority-form: uri-host ":" port, both present.
+        let ok = match bytes.iter().rposition(|&b| b == b':') {
+            Some(colon) => colon > 0 && colon + 1 < bytes.len() && valid_host(bytes),
+            None => false,
+        };
+        return if ok {
+            Ok(None)
+        } else {
+            Err(reject(
+                ErrorCode::BadTarget,
+                "CONNECT needs an authority-form target (host:port)",
+            ))
+        };
+    }
+    if bytes == b"*" {
+        return if method == "OPTIONS" {
+            Ok(None)
+        } else {
+            Err(reject(
+                ErrorCode::BadTarget,
+                "the asterisk-form target is only for OPTIONS",
+            ))
+        };
+    }
+    if bytes.first() == Some(&b'/') {
+        return Ok(None);
+    }
+    let Some(sep) = target.find("://") else {
+        return Err(reject(
+            ErrorCode::BadTarget,
+            "the target must be a path, an absolute URI, or * with OPTIONS",
+        ));
+    };
+    let scheme = &target[..sep];
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(reject(
+            ErrorCode::BadTarget,
+            "an absolute target must be an http or https URI",
+        ));
+    }
+    let rest = &target[sep + 3..];
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    // No userinfo (RFC 9110 §4.2.4: it can disguise the authority), and an
+    // http URI with an empty host is invalid (§4.2.1).
+    let host_len = if authority.starts_with('[') {
+        authority.find(']').map_or(authority.len(), |i| i + 1)
+    } else {
+        authority.find(':').unwrap_or(authority.len())
+    };
+    if host_len == 0 || !valid_host(authority.as_bytes()) {
+        return Err(reject(
+            ErrorCode::BadTarget,
+            "malformed authority in the absolute-form target",
+        ));
+    }
+    Ok(Some(authority))
+}
+
+/// `tchar` of RFC 9110 §5.6.2: the bytes of a token (method, field name).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a reg-name
+/// (which covers IPv4 addresses) or a bracketed IP literal, then an
+/// optional colon and digits. An empty value is valid (a Host for a URI
+/// without an authority).
+pub(crate) fn valid_host(v: &[u8]) -> bool {
+    let (host_ok, rest) = if let Some(inner) = v.strip_prefix(b"[") {
+        match inner.iter().position(|&b| b == b']') {
+            Some(close) => (valid_ip_literal(&inner[..close]), &inner[close + 1..]),
+            None => return false,
+        }
+    } else {
+        let end = v.iter().position(|&b| b == b':').unwrap_or(v.len());
+        (valid_reg_name(&v[..end]), &v[end..])
+    };
+    host_ok
+        && match rest {
+            [] => true,
+            [b':', port @ ..] => port.iter().all(u8::is_ascii_digit),
+            _ => false,
+        }
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )`.
+fn valid_reg_name(s: &[u8]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if b == b'%' {
+            match s.get(i + 1..i + 3) {
+                Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => i += 3,
+                _ => return false,
+            }
+        } else if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// The inside of `[...]`: an IPv6 address or `v` HEXDIG+ `.` then
+/// unreserved / sub-delims / `:` (IPvFuture).
+fn valid_ip_literal(s: &[u8]) -> bool {
+    if let Some(rest) = s.strip_prefix(b"v").or_else(|| s.strip_prefix(b"V")) {
+        let hex = rest.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+        return hex > 0
+            && rest.get(hex) == Some(&b'.')
+            && rest.len() > hex + 1
+            && rest[hex + 1..]
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b));
+    }
+    std::str::from_utf8(s).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
 }
 
 /// Whether an `Accept` value asks for JSON (`application/json` or a
@@ -578,6 +757,83 @@ mod tests {
         ];
         for (head, want) in cases {
             assert_eq!(code(head), want, "{head:?}");
+        }
+    }
+
+    #[test]
+    fn request_line_grammar_is_strict() {
+        use ErrorCode::*;
+        let with_line = |l: &str| format!("{l}\r\nHost: a\r\n\r\n");
+        for (line, want) in [
+            ("GET / HTTP/1.1 ", BadRequest),
+            ("GET /  HTTP/1.1", BadRequest),
+            ("GET\t/ HTTP/1.1", BadRequest),
+            ("GET / http/1.1", BadRequest),
+            ("GET / HTTP/1.10", BadRequest),
+            ("GET / HTTP/1", BadRequest),
+            ("GET / HTTP/3.1", VersionNotSupported),
+            ("GET / HTTP/0.9", VersionNotSupported),
+            ("GET /a\x01 HTTP/1.1", BadTarget),
+            ("GET /\u{e9} HTTP/1.1", BadTarget),
+            ("GET * HTTP/1.1", BadTarget),
+            ("GET a:1 HTTP/1.1", BadTarget),
+            ("CONNECT /x HTTP/1.1", BadTarget),
+            ("CONNECT a HTTP/1.1", BadTarget),
+            ("GET ftp://a/ HTTP/1.1", BadTarget),
+            ("GET http://u@a/ HTTP/1.1", BadTarget),
+            ("GET http:///x HTTP/1.1", BadTarget),
+        ] {
+            assert_eq!(code(&with_line(line)), want, "{line:?}");
+        }
+        for line in [
+            "GET / HTTP/1.1",
+            "OPTIONS * HTTP/1.1",
+            "CONNECT a:443 HTTP/1.1",
+            "GET http://a:1/x?y HTTP/1.1",
+            "GET HTTPS://[::1] HTTP/1.1",
+        ] {
+            assert!(parse(&with_line(line)).is_ok(), "{line:?}");
+        }
+        let config = Config::default();
+        let mut storage = [httparse::EMPTY_HEADER; 4];
+        let h = parse_head(
+            b"GET http://x.example:8/p HTTP/1.1\r\nHost: y\r\n\r\n",
+            &mut storage,
+            &config,
+        )
+        .unwrap();
+        assert_eq!(h.authority, Some("x.example:8"));
+    }
+
+    #[test]
+    fn host_grammar() {
+        for good in [
+            &b""[..],
+            b"a",
+            b"a.b-c_d~e:80",
+            b"127.0.0.1",
+            b"[::1]:1",
+            b"[v7.a:b]",
+            b"%41",
+            b"h:",
+        ] {
+            assert!(valid_host(good), "{:?}", String::from_utf8_lossy(good));
+        }
+        for bad in [
+            &b"a b"[..],
+            b"a/b",
+            b"a@b",
+            b"[::1",
+            b"[::1]x",
+            b"[1.2.3.4]",
+            b"[v.x]",
+            b"a:b",
+            b"a:1:2",
+            b"%4",
+            b"%zz",
+            b"\x00",
+        ] {
+            assert!(!valid_host(bad), "{:?}", String::from_utf8_lossy(bad));
         }
     }
 

@@ -76,6 +76,21 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// The host the request is for, as sent (`example.com`, `[::1]:8080`):
+    /// the authority of an absolute-form target, which wins over `Host`
+    /// (RFC 9112 §3.2.2), else the `Host` header (the engine has checked it
+    /// is `host[:port]`); `None` for an HTTP/1.0 request without either.
+    pub fn host(&self) -> Option<&'a str> {
+        let t = self.target;
+        if !t.starts_with('/') {
+            if let Some(i) = t.find("://") {
+                let rest = &t[i + 3..];
+                return Some(&rest[..rest.find(['/', '?']).unwrap_or(rest.len())]);
+            }
+        }
+        self.header(crate::header::HOST).map(str::trim)
+    }
+
     /// The query, without the `?`, if the target has one.
     pub fn query(&self) -> Option<&'a str> {
         self.target.find('?').map(|q| &self.target[q + 1..])

@@ -24,8 +24,9 @@ impl Shared {
         }
     }
 
-    /// A state with a waker on a poller of its own, for unit tests.
-    #[cfg(test)]
+    /// A state with a waker on a poller of its own, for unit tests and the
+    /// fuzz harness.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn detached() -> Shared {
         let poll = mio::Poll::new().expect("poll");
         let waker = mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker");

@@ -436,3 +436,10 @@ impl<T: Transport> Conn<T> {
 
 #[cfg(test)]
 mod tests;
+
+// Hostile input (issue 12): a whole connection under a scripted transport,
+// shared by the mutation test and the `fuzzing` feature's conn target.
+#[cfg(test)]
+mod mutation;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod script;

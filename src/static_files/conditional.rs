@@ -79,7 +79,18 @@ pub(super) struct Validators<'a> {
     now: i64,
 }
 
-impl Validators<'_> {
+impl<'a> Validators<'a> {
+    /// Validators made up from parts, for the fuzz harness (issue 12).
+    #[cfg(feature = "fuzzing")]
+    pub(super) fn made_up(etag: &'a str, modified: i64, strong: bool, now: i64) -> Validators<'a> {
+        Validators {
+            etag,
+            modified,
+            modified_is_strong: strong,
+            now,
+        }
+    }
+
     /// `Last-Modified` formatted as an HTTP date.
     pub(super) fn last_modified(&self) -> String {
         let secs = u64::try_from(self.modified).unwrap_or(0);

@@ -11,6 +11,8 @@ mod cache;
 mod conditional;
 mod date;
 mod encoding;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz; // issue 12: the policy's pure surfaces for tests/fuzz/
 mod listing;
 mod mime;
 mod path;
