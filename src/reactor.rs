@@ -61,6 +61,8 @@ pub(crate) struct Reactor {
     accept_retry_at: Option<Instant>,
     drained: usize,
     forced: usize,
+    /// Reused by `wake_streams` (issue 13).
+    woken: Vec<usize>,
 }
 
 impl Reactor {
@@ -93,6 +95,7 @@ impl Reactor {
             accept_retry_at: None,
             drained: 0,
             forced: 0,
+            woken: Vec::new(),
         })
     }
 
@@ -137,7 +140,9 @@ impl Reactor {
         for ev in events.iter() {
             match ev.token() {
                 LISTENER => self.accept_pending = true,
-                WAKER => {} // the shutdown state is re-read below
+                // The shutdown state is re-read below; streams with news
+                // are queued (issue 13).
+                WAKER => self.wake_streams(),
                 Token(key) => {
                     if let Some(conn) = self.conns.get_mut(key) {
                         // Errors and hang-ups are hints: the next read or
@@ -172,6 +177,22 @@ impl Reactor {
         Ok(true)
     }
 
+    /// Issue 13: queues the connections whose deferred reply or stream has
+    /// news (see `stream::Hub`).
+    fn wake_streams(&mut self) {
+        let mut woken = std::mem::take(&mut self.woken);
+        self.shared.hub.take(&mut woken);
+        for key in woken.drain(..) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                if !conn.queued {
+                    conn.queued = true;
+                    self.ready.push_back(key);
+                }
+            }
+        }
+        self.woken = woken;
+    }
+
     fn ctx(&mut self) -> (&mut Slab<Conn<TcpStream>>, Ctx<'_>) {
         let draining = matches!(self.life, Life::Draining { .. });
         let connections = self.conns.len();
@@ -186,6 +207,7 @@ impl Reactor {
                 logs: &mut self.logs,
                 draining,
                 shutdown: &self.shared,
+                key: usize::MAX,
                 connections,
                 started: self.started,
             },
@@ -197,6 +219,7 @@ impl Reactor {
         let Some(conn) = conns.get_mut(key) else {
             return;
         };
+        ctx.key = key;
         let again = conn.drive(&mut ctx, handler);
         self.settle(key, again);
     }
@@ -416,6 +439,11 @@ impl Reactor {
                     return false;
                 }
                 if !self.conns.is_empty() {
+                    // Issue 13: replies still deferred get a 503 `draining`.
+                    let (conns, mut ctx) = self.ctx();
+                    for (_, conn) in conns.iter_mut() {
+                        conn.cut(&mut ctx);
+                    }
                     // Lingering connections got their whole response: they
                     // only waited for the client's FIN.
                     let lingering = self.conns.iter().filter(|(_, c)| c.is_lingering()).count();

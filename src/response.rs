@@ -28,6 +28,10 @@ pub enum Body {
         /// How many bytes the body has.
         len: u64,
     },
+    /// Content the host supplies after the handler returns: a deferred
+    /// answer ([`Response::deferred`]) or a body streamed in pieces
+    /// ([`Response::stream`], [`Sse`](crate::Sse)). See [`crate::stream`].
+    Later(crate::stream::Later),
 }
 
 impl Body {
@@ -38,6 +42,7 @@ impl Body {
             Body::Static(b) => b.len() as u64,
             Body::Bytes(b) => b.len() as u64,
             Body::File { len, .. } => *len,
+            Body::Later(l) => l.length().unwrap_or(0),
         }
     }
 
@@ -54,6 +59,7 @@ impl fmt::Debug for Body {
             Body::Static(b) => write!(f, "Static({} bytes)", b.len()),
             Body::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
             Body::File { offset, len, .. } => write!(f, "File({len} bytes at {offset})"),
+            Body::Later(l) => fmt::Debug::fmt(l, f),
         }
     }
 }

@@ -11,6 +11,8 @@ pub(crate) const NOW: u8 = 2;
 pub(crate) struct Shared {
     state: AtomicU8,
     waker: mio::Waker,
+    /// Connections whose stream or deferred reply has news (issue 13).
+    pub(crate) hub: crate::stream::Hub,
 }
 
 impl Shared {
@@ -18,6 +20,7 @@ impl Shared {
         Shared {
             state: AtomicU8::new(RUNNING),
             waker,
+            hub: crate::stream::Hub::default(),
         }
     }
 
@@ -37,6 +40,11 @@ impl Shared {
 
     fn request(&self, level: u8) {
         self.state.fetch_max(level, Ordering::AcqRel);
+        self.wake();
+    }
+
+    /// Wakes the loop (a shutdown request, or news on a stream).
+    pub(crate) fn wake(&self) {
         if let Err(e) = self.waker.wake() {
             log::warn!("cannot wake the server loop: {e}");
         }

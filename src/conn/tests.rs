@@ -68,7 +68,7 @@ struct Rig {
     stats: Stats,
     pool: Pool,
     logs: Logs,
-    shared: crate::shutdown::Shared,
+    shared: std::sync::Arc<crate::shutdown::Shared>,
     now: Instant,
 }
 
@@ -80,7 +80,7 @@ impl Rig {
             stats: Stats::default(),
             pool: Pool::default(),
             logs: Logs::default(),
-            shared: crate::shutdown::Shared::detached(),
+            shared: std::sync::Arc::new(crate::shutdown::Shared::detached()),
             now: Instant::now(),
         }
     }
@@ -95,6 +95,7 @@ impl Rig {
             logs: &mut self.logs,
             draining: false,
             shutdown: &self.shared,
+            key: 0,
             connections: 1,
             started: self.now,
         };

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use log::{error, warn};
 
+use super::stream::{self, Wire};
 use super::{Budget, Conn, Ctx, Info, Out, Peer, Phase, Step, Transport};
 use super::{READ_BUDGET, READ_BUF, SEND_BUDGET};
 use crate::encode::{self, ConnHeader};
@@ -18,6 +19,12 @@ use crate::{header, Response};
 impl<T: Transport> Conn<T> {
     pub(super) fn respond(&mut self, ctx: &mut Ctx<'_>, resp: Response, info: Info) {
         let (mut status, headers, body) = resp.into_parts();
+        // Issue 13: a deferred response waits for the host (conn/stream.rs).
+        let Some(body) = self.defer(ctx, body, info) else {
+            return;
+        };
+        // Issue 13: a streamed body's framing; `None` for ordinary bodies.
+        let wire = stream::wire(&body, info.version);
         if !(200..=999).contains(&status) {
             if let Some(n) = ctx.logs.handler.allow(ctx.now) {
                 warn!(
@@ -27,7 +34,7 @@ impl<T: Transport> Conn<T> {
             }
             status = 500;
         }
-        let mut keep = info.keep_alive && !ctx.closing();
+        let mut keep = info.keep_alive && !ctx.closing() && wire != Some(Wire::Close);
         for (name, value) in headers.iter() {
             if name.eq_ignore_ascii_case(header::CONNECTION)
                 && value
@@ -47,8 +54,14 @@ impl<T: Transport> Conn<T> {
             self.wbuf = ctx.pool.take_write();
         }
         let (logs, now) = (&mut ctx.logs.handler, ctx.now);
-        let kept = headers.iter().filter(|(n, v)| keep_header(n, v, logs, now));
-        let length = (!no_body).then(|| body.len());
+        let kept = headers
+            .iter()
+            .filter(|(n, v)| keep_header(n, v, logs, now))
+            .chain(stream::te_header(wire));
+        let length = match wire {
+            None | Some(Wire::Length(_)) => (!no_body).then(|| body.len()),
+            Some(Wire::Chunked | Wire::Close) => None,
+        };
         encode::encode_head(
             &mut self.wbuf,
             status,
@@ -70,6 +83,11 @@ impl<T: Transport> Conn<T> {
                     offset,
                     remaining: len,
                 },
+                // Issue 13: a body the host streams (conn/stream.rs).
+                Body::Later(later) => match wire {
+                    Some(wire) => Self::stream_out(ctx, later, wire),
+                    None => Out::None,
+                },
             }
         };
         self.keep_alive = keep;
@@ -80,6 +98,9 @@ impl<T: Transport> Conn<T> {
     }
 
     pub(super) fn step_respond(&mut self, ctx: &mut Ctx<'_>, budget: &mut Budget) -> Step {
+        if let Out::Stream(_) = self.out {
+            return self.step_stream(ctx, budget); // issue 13: conn/stream.rs
+        }
         loop {
             if !self.writable {
                 return Step::Wait;
@@ -89,6 +110,7 @@ impl<T: Transport> Conn<T> {
             }
             let head = &self.wbuf[self.wpos..];
             let res = match &self.out {
+                Out::Stream(_) => return Step::Continue, // handled above
                 Out::None if head.is_empty() => break,
                 Out::None => self.io.send(&[IoSlice::new(head)], false),
                 Out::Static(b, pos) if head.is_empty() && *pos == b.len() => break,
@@ -152,7 +174,7 @@ impl<T: Transport> Conn<T> {
         self.wpos += in_head;
         let rest = n - in_head;
         match &mut self.out {
-            Out::None => {}
+            Out::None | Out::Stream(_) => {}
             Out::Static(_, pos) | Out::Owned(_, pos) => *pos += rest,
             Out::File {
                 offset, remaining, ..

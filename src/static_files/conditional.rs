@@ -266,6 +266,7 @@ mod tests {
             headers: &hs,
             body: b"",
             peer: None,
+            upload: None,
         };
         f(&req)
     }
