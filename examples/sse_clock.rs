@@ -75,10 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "/events" => {
             let (resp, sse) = Sse::response(Some(Duration::from_secs(15)));
             let _ = sse.send(&Event::new(&now_utc()).event("tick").id("0"));
-            streams
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(sse);
+            streams.lock().unwrap_or_else(|e| e.into_inner()).push(sse);
             resp
         }
         _ => Response::text(404, "not found\n"),

@@ -354,7 +354,8 @@ impl<T: Transport> Conn<T> {
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP];
         let max = ctx.config.max_headers.clamp(1, MAX_HEADERS_CAP);
         let bytes = &self.rbuf[self.start..self.start + head_len];
-        let head = parse::parse_head_limit(bytes, &mut storage[..max], ctx.config, u64::MAX).ok()?;
+        let head =
+            parse::parse_head_limit(bytes, &mut storage[..max], ctx.config, u64::MAX).ok()?;
         handler.stream_body(&Request::new_head(&head, self.peer))
     }
 }

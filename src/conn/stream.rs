@@ -246,7 +246,10 @@ impl<T: Transport> Conn<T> {
                     return Step::Wait;
                 }
                 ctx.stats.disconnects += 1;
-                debug!("{} disconnected while its reply was deferred", Peer(self.peer));
+                debug!(
+                    "{} disconnected while its reply was deferred",
+                    Peer(self.peer)
+                );
                 self.close(ctx);
             }
         }
@@ -294,9 +297,10 @@ impl<T: Transport> Conn<T> {
                 return Step::Yield;
             }
             let head = &self.wbuf[self.wpos..];
-            let res = self
-                .io
-                .send(&[IoSlice::new(head), IoSlice::new(&s.pending[s.pos..])], false);
+            let res = self.io.send(
+                &[IoSlice::new(head), IoSlice::new(&s.pending[s.pos..])],
+                false,
+            );
             match res {
                 Ok(n) => {
                     let in_head = n.min(head.len());
@@ -423,7 +427,9 @@ impl<T: Transport> Conn<T> {
         }
         // Hand over what the buffer holds.
         let avail = match &mut up.body {
-            In::Length(rem) => (self.end - self.start).min(usize::try_from(*rem).unwrap_or(usize::MAX)),
+            In::Length(rem) => {
+                (self.end - self.start).min(usize::try_from(*rem).unwrap_or(usize::MAX))
+            }
             In::Chunked(d) => {
                 if !d.is_done() {
                     match d.decode(&mut self.rbuf[self.start..self.end], up.max) {
@@ -467,7 +473,10 @@ impl<T: Transport> Conn<T> {
         }
         if self.eof {
             ctx.stats.disconnects += 1;
-            debug!("{} closed in the middle of a streamed body", Peer(self.peer));
+            debug!(
+                "{} closed in the middle of a streamed body",
+                Peer(self.peer)
+            );
             self.close(ctx);
             return Step::Continue;
         }
