@@ -71,6 +71,9 @@ type Notify = Box<dyn FnMut() + Send>;
 pub(crate) struct Chan {
     state: Mutex<State>,
     cond: Condvar,
+    /// What the host promised (fixed at creation; kept here so that
+    /// `Body::Later` is one pointer and `Body` stays small).
+    kind: LaterKind,
 }
 
 #[derive(Default)]
@@ -133,7 +136,11 @@ pub(crate) enum OutState {
 }
 
 impl Chan {
-    fn new(cap: usize, limit: Option<u64>) -> Arc<Chan> {
+    fn new(cap: usize, kind: LaterKind) -> Arc<Chan> {
+        let limit = match kind {
+            LaterKind::Stream { length, .. } => length,
+            LaterKind::Reply => None,
+        };
         Arc::new(Chan {
             state: Mutex::new(State {
                 cap,
@@ -141,6 +148,7 @@ impl Chan {
                 ..State::default()
             }),
             cond: Condvar::new(),
+            kind,
         })
     }
 
@@ -280,7 +288,6 @@ pub enum Push {
 /// Opaque; it lives in [`Body::Later`].
 pub struct Later {
     pub(crate) chan: Arc<Chan>,
-    pub(crate) kind: LaterKind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,9 +302,14 @@ pub(crate) enum LaterKind {
 }
 
 impl Later {
+    /// A deferred answer or a streamed body, with its length and pings.
+    pub(crate) fn kind(&self) -> LaterKind {
+        self.chan.kind
+    }
+
     /// The announced length of a streamed body, if the host gave one.
     pub(crate) fn length(&self) -> Option<u64> {
-        match self.kind {
+        match self.chan.kind {
             LaterKind::Stream { length, .. } => length,
             LaterKind::Reply => None,
         }
@@ -314,7 +326,7 @@ impl Drop for Later {
 
 impl fmt::Debug for Later {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Later({:?})", self.kind)
+        write!(f, "Later({:?})", self.chan.kind)
     }
 }
 
@@ -486,10 +498,9 @@ impl Response {
     /// disconnects meanwhile, the connection closes at once and
     /// [`Reply::is_gone`] says so.
     pub fn deferred() -> (Response, Reply) {
-        let chan = Chan::new(0, None);
+        let chan = Chan::new(0, LaterKind::Reply);
         let later = Later {
             chan: Arc::clone(&chan),
-            kind: LaterKind::Reply,
         };
         (
             Response::new(200).with_body(Body::Later(later)),
@@ -516,10 +527,9 @@ impl Response {
         length: Option<u64>,
         ping: Option<Duration>,
     ) -> (Response, BodySender) {
-        let chan = Chan::new(DEFAULT_BUFFER, length);
+        let chan = Chan::new(DEFAULT_BUFFER, LaterKind::Stream { length, ping });
         let later = Later {
             chan: Arc::clone(&chan),
-            kind: LaterKind::Stream { length, ping },
         };
         (
             Response::new(status).with_body(Body::Later(later)),
@@ -677,7 +687,7 @@ pub struct BodyReader {
 
 impl BodyReader {
     pub(crate) fn new(cap: usize) -> (BodyReader, Arc<Chan>) {
-        let chan = Chan::new(cap, None);
+        let chan = Chan::new(cap, LaterKind::Reply);
         (
             BodyReader {
                 chan: Arc::clone(&chan),
@@ -769,6 +779,13 @@ pub(crate) type ReaderSlot = std::cell::Cell<Option<BodyReader>>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_later_body_keeps_body_small() {
+        // The fast path moves `Body` by value: the stream variant is one
+        // pointer, no bigger than the file variant.
+        assert!(std::mem::size_of::<Body>() <= 32);
+    }
 
     #[test]
     fn events_are_framed() {

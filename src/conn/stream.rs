@@ -199,7 +199,7 @@ impl<T: Transport> Conn<T> {
     #[inline]
     pub(super) fn defer(&mut self, ctx: &mut Ctx<'_>, body: Body, info: Info) -> Option<Body> {
         match body {
-            Body::Later(later) if later.kind == LaterKind::Reply => {
+            Body::Later(later) if later.kind() == LaterKind::Reply => {
                 later.chan.attach(ctx.shutdown, ctx.key, 0);
                 self.head_started = false;
                 self.deadline = None;
@@ -214,7 +214,7 @@ impl<T: Transport> Conn<T> {
     pub(super) fn stream_out(ctx: &mut Ctx<'_>, later: Later, wire: Wire) -> Out {
         let cap = ctx.config.stream_buffer_bytes;
         later.chan.attach(ctx.shutdown, ctx.key, cap);
-        let ping = match later.kind {
+        let ping = match later.kind() {
             LaterKind::Stream { ping, .. } => ping,
             LaterKind::Reply => None,
         };
@@ -371,7 +371,7 @@ impl<T: Transport> Conn<T> {
         let (resp, mut info) = call(handler, &head, &[], self.peer, ctx, Some(&slot));
         drop(slot); // a reader the handler did not take discards the body
         self.start += head_len;
-        if !matches!(resp.body(), Body::Later(l) if l.kind == LaterKind::Reply) {
+        if !matches!(resp.body(), Body::Later(l) if l.kind() == LaterKind::Reply) {
             // Answered at once: the body is not wanted; close after it.
             chan.close();
             info.keep_alive = false;

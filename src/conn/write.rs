@@ -57,7 +57,7 @@ impl<T: Transport> Conn<T> {
         let kept = headers
             .iter()
             .filter(|(n, v)| keep_header(n, v, logs, now))
-            .chain(stream::te_header(wire));
+            .chain(stream::te_header(wire.filter(|_| !no_body)));
         let length = match wire {
             None | Some(Wire::Length(_)) => (!no_body).then(|| body.len()),
             Some(Wire::Chunked | Wire::Close) => None,
