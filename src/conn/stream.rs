@@ -500,6 +500,11 @@ impl<T: Transport> Conn<T> {
     /// The drain deadline passed: a reply still deferred gets a `503
     /// draining` if the socket takes it at once; everything else is cut.
     pub(crate) fn cut(&mut self, ctx: &mut Ctx<'_>) {
+        if matches!(self.out, Out::Stream(_)) || matches!(self.phase, Phase::Upload(_)) {
+            // Tell the host before the socket closes (its drop comes next).
+            self.close(ctx);
+            return;
+        }
         let Phase::Deferred { info, .. } = &self.phase else {
             return;
         };
