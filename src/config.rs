@@ -54,6 +54,12 @@ pub struct Config {
     /// while serving and 503 with `Retry-After` and the code `draining` once
     /// shutdown has begun. Default: `None` (off).
     pub status_path: Option<String>,
+    /// Bytes buffered per stream: a streamed response body the host pushes
+    /// ([`BodySender`](crate::BodySender), refused with
+    /// [`Push::Full`](crate::Push) past it) or a streamed request body
+    /// waiting for its [`BodyReader`](crate::BodyReader) (reading from the
+    /// client pauses past it). Default 64 KiB.
+    pub stream_buffer_bytes: usize,
 }
 
 impl Config {
@@ -85,6 +91,7 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(10),
             linger_timeout: Duration::from_secs(2),
             status_path: None,
+            stream_buffer_bytes: crate::stream::DEFAULT_BUFFER,
         }
     }
 }

@@ -90,6 +90,7 @@ pub fn head(data: &[u8]) {
         headers: h.headers,
         body: &[],
         peer: None,
+        upload: None,
     };
     let path = req.path();
     if h.method != "CONNECT" && h.target != "*" {
@@ -222,6 +223,7 @@ pub fn target(data: &[u8]) {
         headers: h.headers,
         body: &[],
         peer: None,
+        upload: None,
     };
     let path = req.path();
     assert!(!path.contains('?'));

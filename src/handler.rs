@@ -44,6 +44,18 @@ pub trait Handler {
     /// `EMFILE` or `ENFILE`): close what can be spared, such as cached
     /// files. Default: nothing.
     fn release_fds(&mut self) {}
+
+    /// Opts a request into a streamed body: called once the head of a
+    /// request with a body has arrived, before any of the body is read.
+    /// `Some(max)` streams the body to this handler, whatever its size up to
+    /// `max` bytes (413 past it, in either framing): [`handle`](Self::handle)
+    /// is then called at once, with an empty [`Request::body`] and the
+    /// body's reader in [`Request::body_reader`]. `None` (the default)
+    /// buffers the body up to `Config::max_body_bytes` as usual.
+    fn stream_body(&mut self, req: &Request<'_>) -> Option<u64> {
+        let _ = req;
+        None
+    }
 }
 
 impl<F> Handler for F

@@ -92,6 +92,17 @@ pub(crate) fn parse_head<'b, 'h>(
     storage: &'h mut [httparse::Header<'b>],
     config: &Config,
 ) -> Result<Head<'b, 'h>, Reject> {
+    parse_head_limit(buf, storage, config, config.max_body_bytes)
+}
+
+/// [`parse_head`] with another limit for `Content-Length` (a route that
+/// streams its request bodies has its own).
+pub(crate) fn parse_head_limit<'b, 'h>(
+    buf: &'b [u8],
+    storage: &'h mut [httparse::Header<'b>],
+    config: &Config,
+    max_body: u64,
+) -> Result<Head<'b, 'h>, Reject> {
     let version = check_request_line(buf, config)?;
     let mut req = httparse::Request::new(storage);
     match req.parse(buf) {
@@ -234,7 +245,7 @@ pub(crate) fn parse_head<'b, 'h>(
     } else {
         match content_length {
             None | Some(0) => Framing::None,
-            Some(n) if n > config.max_body_bytes => {
+            Some(n) if n > max_body => {
                 return Err(reject(ErrorCode::BodyTooLarge, "request body too large"))
             }
             Some(n) => Framing::Length(n),
@@ -547,6 +558,9 @@ pub(crate) struct Dechunker {
     state: ChunkState,
     decoded: usize,
     trailer_bytes: usize,
+    /// Decoded bytes the caller took away (a streamed body), still counted
+    /// against the limit.
+    taken: u64,
 }
 
 impl Dechunker {
@@ -555,7 +569,15 @@ impl Dechunker {
             state: ChunkState::Size,
             decoded: 0,
             trailer_bytes: 0,
+            taken: 0,
         }
+    }
+
+    /// The caller took the first `n` decoded bytes away: the region it
+    /// passes next starts `n` bytes later.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.decoded -= n;
+        self.taken += n as u64;
     }
 
     /// Decoded body bytes so far, at the start of the region.
@@ -597,7 +619,11 @@ impl Dechunker {
                             raw += n;
                             if size == 0 {
                                 self.state = ChunkState::Trailers;
-                            } else if (self.decoded as u64).saturating_add(size) > max_body {
+                            } else if (self.decoded as u64)
+                                .saturating_add(self.taken)
+                                .saturating_add(size)
+                                > max_body
+                            {
                                 return Err(reject(
                                     ErrorCode::BodyTooLarge,
                                     "request body too large",

@@ -77,6 +77,8 @@ pub(crate) struct Reactor {
     notify: Option<Notifier>,
     /// The buffered access log, if set: flushed once at the end of each turn.
     access_log: Option<Writer>,
+    /// Reused by `wake_streams` (issue 13).
+    woken: Vec<usize>,
 }
 
 /// One listening socket and whether it may have connections queued.
@@ -143,6 +145,7 @@ impl Reactor {
             handler_polled: false,
             notify: None,
             access_log: None,
+            woken: Vec::new(),
         })
     }
 
@@ -216,7 +219,10 @@ impl Reactor {
         }
         for ev in events.iter() {
             match ev.token() {
-                WAKER | HANDLER => {} // the shutdown state is re-read below
+                HANDLER => {} // read before the other events, above
+                // The shutdown state is re-read below; streams with news
+                // are queued (issue 13).
+                WAKER => self.wake_streams(),
                 Token(t) if t > LISTENERS - MAX_LISTENERS => {
                     let i = LISTENERS.checked_sub(t).unwrap_or(usize::MAX);
                     if let Some(l) = self.listeners.get_mut(i) {
@@ -259,6 +265,22 @@ impl Reactor {
         Ok(true)
     }
 
+    /// Issue 13: queues the connections whose deferred reply or stream has
+    /// news (see `stream::Hub`).
+    fn wake_streams(&mut self) {
+        let mut woken = std::mem::take(&mut self.woken);
+        self.shared.hub.take(&mut woken);
+        for key in woken.drain(..) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                if !conn.queued {
+                    conn.queued = true;
+                    self.ready.push_back(key);
+                }
+            }
+        }
+        self.woken = woken;
+    }
+
     fn ctx(&mut self) -> (&mut Slab<Conn<Stream>>, Ctx<'_>) {
         let draining = matches!(self.life, Life::Draining { .. });
         let connections = self.conns.len();
@@ -273,6 +295,7 @@ impl Reactor {
                 logs: &mut self.logs,
                 draining,
                 shutdown: &self.shared,
+                key: usize::MAX,
                 connections,
                 started: self.started,
                 access_log: self.access_log.as_mut(),
@@ -285,6 +308,7 @@ impl Reactor {
         let Some(conn) = conns.get_mut(key) else {
             return;
         };
+        ctx.key = key;
         let again = conn.drive(&mut ctx, handler);
         self.settle(key, again);
     }
@@ -549,6 +573,11 @@ impl Reactor {
                     return false;
                 }
                 if !self.conns.is_empty() {
+                    // Issue 13: replies still deferred get a 503 `draining`.
+                    let (conns, mut ctx) = self.ctx();
+                    for (_, conn) in conns.iter_mut() {
+                        conn.cut(&mut ctx);
+                    }
                     // Lingering connections got their whole response: they
                     // only waited for the client's FIN.
                     let lingering = self.conns.iter().filter(|(_, c)| c.is_lingering()).count();

@@ -41,9 +41,27 @@ pub struct Request<'a> {
     pub(crate) headers: &'a [httparse::Header<'a>],
     pub(crate) body: &'a [u8],
     pub(crate) peer: Option<SocketAddr>,
+    /// A streamed upload's reader, until the handler takes it (issue 13).
+    pub(crate) upload: Option<&'a crate::stream::ReaderSlot>,
 }
 
 impl<'a> Request<'a> {
+    /// A request with no body yet (asking a handler about its body).
+    pub(crate) fn new_head(
+        head: &'a crate::parse::Head<'a, 'a>,
+        peer: Option<SocketAddr>,
+    ) -> Request<'a> {
+        Request {
+            method: head.method,
+            target: head.target,
+            version: head.version,
+            headers: head.headers,
+            body: &[],
+            peer,
+            upload: None,
+        }
+    }
+
     /// The method, e.g. `"GET"` (case-sensitive, as sent).
     pub fn method(&self) -> &'a str {
         self.method
@@ -124,6 +142,13 @@ impl<'a> Request<'a> {
     /// The request body (empty when there is none).
     pub fn body(&self) -> &'a [u8] {
         self.body
+    }
+
+    /// The reader of a streamed request body, for a route that opted in with
+    /// [`Handler::stream_body`](crate::Handler::stream_body); `Some` on the
+    /// first call only. Dropping it discards the rest of the body.
+    pub fn body_reader(&self) -> Option<crate::BodyReader> {
+        self.upload.and_then(|slot| slot.take())
     }
 
     /// The client's IP address and port; `None` for a client on a Unix

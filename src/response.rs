@@ -44,6 +44,10 @@ pub enum Body {
         /// How many bytes the body has.
         len: u64,
     },
+    /// Content the host supplies after the handler returns: a deferred
+    /// answer ([`Response::deferred`]) or a body streamed in pieces
+    /// ([`Response::stream`], [`Sse`](crate::Sse)). See [`crate::stream`].
+    Later(crate::stream::Later),
 }
 
 impl Body {
@@ -55,6 +59,7 @@ impl Body {
             Body::Bytes(b) => b.len() as u64,
             Body::Shared(b) => b.len() as u64,
             Body::File { len, .. } | Body::SharedFile { len, .. } => *len,
+            Body::Later(l) => l.length().unwrap_or(0),
         }
     }
 
@@ -74,6 +79,7 @@ impl fmt::Debug for Body {
             Body::File { offset, len, .. } | Body::SharedFile { offset, len, .. } => {
                 write!(f, "File({len} bytes at {offset})")
             }
+            Body::Later(l) => fmt::Debug::fmt(l, f),
         }
     }
 }

@@ -13,6 +13,8 @@ pub(crate) struct Shared {
     /// The access log should be reopened (SIGUSR1).
     reopen: AtomicBool,
     waker: mio::Waker,
+    /// Connections whose stream or deferred reply has news (issue 13).
+    pub(crate) hub: crate::stream::Hub,
 }
 
 impl Shared {
@@ -21,6 +23,7 @@ impl Shared {
             state: AtomicU8::new(RUNNING),
             reopen: AtomicBool::new(false),
             waker,
+            hub: crate::stream::Hub::default(),
         }
     }
 
@@ -44,14 +47,13 @@ impl Shared {
         self.reopen.swap(false, Ordering::AcqRel)
     }
 
-    fn wake(&self) {
-        if let Err(e) = self.waker.wake() {
-            log::warn!("cannot wake the server loop: {e}");
-        }
-    }
-
     fn request(&self, level: u8) {
         self.state.fetch_max(level, Ordering::AcqRel);
+        self.wake();
+    }
+
+    /// Wakes the loop (a shutdown request, or news on a stream).
+    pub(crate) fn wake(&self) {
         if let Err(e) = self.waker.wake() {
             log::warn!("cannot wake the server loop: {e}");
         }

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use keelhttp::{Body, Config, Request, Response, Server};
+use keelhttp::{Body, Config, Event, Push, Reply, Request, Response, Server, Sse};
 use util::*;
 
 const DRAIN: Duration = Duration::from_millis(300);
@@ -37,6 +37,45 @@ fn app(req: &Request<'_>) -> Response {
         "/upload" => Response::text(200, req.body().len().to_string()),
         _ => Response::text(200, "ok"),
     }
+}
+
+/// Host tokens of the streams in a cycle (issue 13), shipped to the test.
+enum Token {
+    Reply(Reply),
+    Sse(Sse),
+}
+
+/// `app`, plus deferred replies (`/defer*`) and SSE streams (`/sse*`) whose
+/// tokens go to the test.
+fn app_with_streams(
+    tokens: std::sync::mpsc::Sender<(String, Token)>,
+) -> impl FnMut(&Request<'_>) -> Response + Send + 'static {
+    move |req: &Request<'_>| {
+        let path = req.path().to_owned();
+        if path.starts_with("/defer") {
+            let (resp, reply) = Response::deferred();
+            tokens.send((path, Token::Reply(reply))).unwrap();
+            resp
+        } else if path.starts_with("/sse") {
+            let (resp, sse) = Sse::response(None);
+            assert_eq!(sse.send(&Event::new("first")), Push::Sent);
+            tokens.send((path, Token::Sse(sse))).unwrap();
+            resp
+        } else {
+            app(req)
+        }
+    }
+}
+
+/// Reads a response head, byte by byte (the body stays unread).
+fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
 }
 
 fn drain_config() -> Config {
@@ -68,8 +107,50 @@ fn read_to_eof(s: &mut TcpStream) -> Result<Vec<u8>, String> {
 /// client's outcome and that `run` returned in time. `stuck`: add a client
 /// that never reads its download, so the deadline must force it.
 fn cycle(n: usize, stuck: bool) -> Duration {
-    let srv = TestServer::start(drain_config(), app);
+    let (tokens_tx, tokens) = std::sync::mpsc::channel();
+    let srv = TestServer::start(drain_config(), app_with_streams(tokens_tx));
     let mut states: Vec<&str> = Vec::new();
+    let token = |want: &str| {
+        let (path, t) = tokens.recv_timeout(IO_TIMEOUT).unwrap();
+        assert_eq!(path, want, "cycle {n}");
+        t
+    };
+
+    // Issue 13: a deferred reply and an open SSE stream, answered and
+    // finished by the host during the drain; when `stuck`, one more of
+    // each that the host never completes (the deadline must end them).
+    let mut deferred = srv.connect();
+    deferred
+        .write_all(b"GET /defer HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let Token::Reply(reply) = token("/defer") else {
+        panic!("cycle {n}: not a reply")
+    };
+    states.push("deferred reply");
+    let mut stream = srv.connect();
+    stream
+        .write_all(b"GET /sse HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let Token::Sse(sse) = token("/sse") else {
+        panic!("cycle {n}: not a stream")
+    };
+    assert!(read_head(&mut stream).contains("text/event-stream"));
+    states.push("open SSE stream");
+    let mut stuck_streams = Vec::new();
+    if stuck {
+        let mut d = srv.connect();
+        d.write_all(b"GET /defer-stuck HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let reply = token("/defer-stuck");
+        let mut e = srv.connect();
+        e.write_all(b"GET /sse-stuck HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let sse = token("/sse-stuck");
+        assert!(read_head(&mut e).contains("text/event-stream"));
+        stuck_streams.push((d, e, reply, sse));
+        states.push("deferred reply never answered (forced)");
+        states.push("SSE stream never finished (forced)");
+    }
 
     let mut idle = srv.connect();
     idle.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -122,6 +203,10 @@ fn cycle(n: usize, stuck: bool) -> Duration {
         let _ = tx.send((report, t0.elapsed()));
     });
     let _ = stop;
+    // The host completes its reply and its stream while the drain runs.
+    let _ = reply.send(Response::text(200, "deferred answer"));
+    let _ = sse.send(&Event::new("last"));
+    sse.finish();
 
     let ctx = |what: &str, e: String| format!("cycle {n}: {what}: {e}; clients: {states:?}");
     for (what, s) in [
@@ -158,6 +243,49 @@ fn cycle(n: usize, stuck: bool) -> Duration {
         ctx("slow reader", "body differs".into())
     );
 
+    // The deferred client gets its answer; the stream its last event and a
+    // clean end; then both connections close.
+    let all = read_to_eof(&mut deferred)
+        .map_err(|e| ctx("deferred", e))
+        .unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        text.starts_with("HTTP/1.1 200 ") && text.ends_with("\r\n\r\ndeferred answer"),
+        "{}",
+        ctx("deferred", text.to_string())
+    );
+    let rest = read_to_eof(&mut stream).map_err(|e| ctx("sse", e)).unwrap();
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.contains("data: first\n\n") && text.ends_with("data: last\n\n\r\n0\r\n\r\n"),
+        "{}",
+        ctx("sse", text.to_string())
+    );
+    for (mut d, mut e, reply, sse) in stuck_streams.drain(..) {
+        // At the deadline: 503 `draining` for the reply, a cut stream.
+        let all = read_to_eof(&mut d)
+            .map_err(|e| ctx("stuck deferred", e))
+            .unwrap();
+        let text = String::from_utf8_lossy(&all);
+        assert!(
+            text.starts_with("HTTP/1.1 503 ") && text.contains("draining"),
+            "{}",
+            ctx("stuck deferred", text.to_string())
+        );
+        let rest = read_to_eof(&mut e)
+            .map_err(|e| ctx("stuck sse", e))
+            .unwrap();
+        assert!(
+            !rest.ends_with(b"0\r\n\r\n"),
+            "{}",
+            ctx("stuck sse", "a cut stream looked complete".into())
+        );
+        let (Token::Reply(reply), Token::Sse(sse)) = (reply, sse) else {
+            panic!("tokens")
+        };
+        assert!(reply.is_gone());
+        assert_eq!(sse.send(&Event::new("x")), Push::Closed);
+    }
     let (report, took) = rx
         .recv_timeout(DRAIN + SLACK + Duration::from_secs(1))
         .unwrap_or_else(|_| panic!("{}", ctx("run", "did not return".into())));
@@ -167,7 +295,7 @@ fn cycle(n: usize, stuck: bool) -> Duration {
         "{}",
         ctx("run", format!("took {took:?}"))
     );
-    let forced = usize::from(stuck);
+    let forced = 3 * usize::from(stuck); // the huge download, a reply, a stream
     assert_eq!(
         report.forced,
         forced,

@@ -19,6 +19,7 @@ pub(super) fn call<H: Handler>(
     body: &[u8],
     peer: Option<SocketAddr>,
     ctx: &mut Ctx<'_>,
+    upload: Option<&crate::stream::ReaderSlot>,
 ) -> (Response, Info) {
     let req = Request {
         method: head.method,
@@ -27,6 +28,7 @@ pub(super) fn call<H: Handler>(
         headers: head.headers,
         body,
         peer,
+        upload,
     };
     ctx.stats.requests += 1;
     let mut info = Info {

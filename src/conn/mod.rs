@@ -23,6 +23,7 @@ use crate::{Handler, Stats};
 
 mod call;
 mod read;
+mod stream;
 mod write;
 
 /// What a connection needs from its socket.
@@ -125,7 +126,10 @@ pub(crate) struct Ctx<'a> {
     pub(crate) draining: bool,
     /// The shutdown state, read live: a request can arrive (even from the
     /// handler now running) before the reactor acts on it.
-    pub(crate) shutdown: &'a crate::shutdown::Shared,
+    pub(crate) shutdown: &'a std::sync::Arc<crate::shutdown::Shared>,
+    /// The connection's slot, so a stream can wake it (issue 13); set by the
+    /// reactor's `drive`.
+    pub(crate) key: usize,
     /// Open connections, for the status endpoint.
     pub(crate) connections: usize,
     pub(crate) started: Instant,
@@ -148,6 +152,13 @@ enum Phase {
     Body { head_len: usize, kind: BodyKind },
     /// Writing a response: `wbuf[wpos..]`, then `out`.
     Respond,
+    /// Waiting for the host's deferred reply (`conn/stream.rs`).
+    Deferred {
+        later: crate::stream::Later,
+        info: Info,
+    },
+    /// A request body streamed to the handler (`conn/stream.rs`).
+    Upload(Box<stream::Upload>),
     /// The last response is out and the write side shut; input is discarded
     /// until EOF or the linger deadline, so the client reads the response
     /// rather than a reset.
@@ -166,6 +177,8 @@ enum Out {
         offset: u64,
         remaining: u64,
     },
+    /// A body the host streams (`conn/stream.rs`).
+    Stream(Box<stream::OutStream>),
 }
 
 /// A body in memory, however the handler held it.
@@ -400,6 +413,8 @@ impl<T: Transport> Conn<T> {
                 Phase::Head => self.step_head(ctx, handler, &mut budget),
                 Phase::Body { .. } => self.step_body(ctx, handler, &mut budget),
                 Phase::Respond => self.step_respond(ctx, &mut budget),
+                Phase::Deferred { .. } => self.step_deferred(ctx),
+                Phase::Upload(_) => self.step_upload(ctx, &mut budget),
                 Phase::Linger => self.step_linger(ctx, &mut budget),
                 Phase::Closed => return false,
             };
@@ -413,6 +428,9 @@ impl<T: Transport> Conn<T> {
 
     /// The connection's deadline passed.
     pub(crate) fn on_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        if self.stream_timer(ctx) {
+            return; // an SSE ping went out (conn/stream.rs)
+        }
         let idle = matches!(self.phase, Phase::Head) && !self.head_started;
         if idle || matches!(self.phase, Phase::Linger) {
             debug!("{} idle, closing", Peer(self.peer));

@@ -13,7 +13,7 @@ use crate::error::{is_disconnect, ErrorCode};
 use crate::parse::{self, Dechunker, Framing, Reject};
 use crate::ratelimit::Suppressed;
 use crate::request::Version;
-use crate::{Handler, Response};
+use crate::{Handler, Request, Response};
 
 impl<T: Transport> Conn<T> {
     pub(super) fn fill(&mut self, ctx: &mut Ctx<'_>, limit: usize, budget: &mut Budget) -> Fill {
@@ -163,11 +163,25 @@ impl<T: Transport> Conn<T> {
         let bytes = &self.rbuf[self.start..self.start + head_len];
         let head = match parse::parse_head(bytes, &mut storage[..max], ctx.config) {
             Ok(head) => head,
+            // Issue 13: past max_body_bytes, a route may stream the body.
+            Err(r) if r.code == ErrorCode::BodyTooLarge => {
+                return match self.wants_stream(ctx, handler, head_len) {
+                    Some(route_max) => self.start_upload(ctx, handler, head_len, route_max),
+                    None => self.reject(ctx, r),
+                };
+            }
             Err(r) => return self.reject(ctx, r),
         };
+        // Issue 13: a route that streams its request bodies (conn/stream.rs).
+        if head.framing != Framing::None {
+            let req = Request::new_head(&head, self.peer);
+            if let Some(route_max) = handler.stream_body(&req) {
+                return self.start_upload(ctx, handler, head_len, route_max);
+            }
+        }
         match head.framing {
             Framing::None => {
-                let (resp, info) = call(handler, &head, &[], self.peer, ctx);
+                let (resp, info) = call(handler, &head, &[], self.peer, ctx, None);
                 self.start += head_len;
                 self.respond(ctx, resp, info);
             }
@@ -303,7 +317,7 @@ impl<T: Transport> Conn<T> {
             Ok(head) => head,
             Err(r) => return self.reject(ctx, r),
         };
-        let (resp, info) = call(handler, &head, body, self.peer, ctx);
+        let (resp, info) = call(handler, &head, body, self.peer, ctx, None);
         self.start += consumed;
         self.respond(ctx, resp, info);
     }
@@ -335,5 +349,23 @@ impl<T: Transport> Conn<T> {
             is_head: false,
         };
         self.respond(ctx, resp, info);
+    }
+}
+
+impl<T: Transport> Conn<T> {
+    /// Issue 13: whether the handler streams this request's body (its head
+    /// is over `max_body_bytes`); parsed again without that limit.
+    fn wants_stream<H: Handler>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        handler: &mut H,
+        head_len: usize,
+    ) -> Option<u64> {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP];
+        let max = ctx.config.max_headers.clamp(1, MAX_HEADERS_CAP);
+        let bytes = &self.rbuf[self.start..self.start + head_len];
+        let head =
+            parse::parse_head_limit(bytes, &mut storage[..max], ctx.config, u64::MAX).ok()?;
+        handler.stream_body(&Request::new_head(&head, self.peer))
     }
 }

@@ -112,7 +112,7 @@ pub(crate) struct Rig {
     pub(crate) stats: Stats,
     pool: Pool,
     logs: Logs,
-    shared: crate::shutdown::Shared,
+    shared: std::sync::Arc<crate::shutdown::Shared>,
     now: Instant,
 }
 
@@ -142,7 +142,7 @@ impl Rig {
             stats: Stats::default(),
             pool: Pool::default(),
             logs: Logs::default(),
-            shared: crate::shutdown::Shared::detached(),
+            shared: std::sync::Arc::new(crate::shutdown::Shared::detached()),
             now: Instant::now(),
         }
     }
@@ -157,6 +157,7 @@ impl Rig {
             logs: &mut self.logs,
             draining: false,
             shutdown: &self.shared,
+            key: 0,
             connections: 1,
             started: self.now,
             access_log: None,
@@ -239,6 +240,7 @@ impl Rig {
                     logs: &mut self.logs,
                     draining: false,
                     shutdown: &self.shared,
+                    key: 0,
                     connections: 1,
                     started: self.now,
                     access_log: None,

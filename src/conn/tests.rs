@@ -71,7 +71,7 @@ struct Rig {
     stats: Stats,
     pool: Pool,
     logs: Logs,
-    shared: crate::shutdown::Shared,
+    shared: std::sync::Arc<crate::shutdown::Shared>,
     now: Instant,
 }
 
@@ -83,12 +83,22 @@ impl Rig {
             stats: Stats::default(),
             pool: Pool::default(),
             logs: Logs::default(),
-            shared: crate::shutdown::Shared::detached(),
+            shared: std::sync::Arc::new(crate::shutdown::Shared::detached()),
             now: Instant::now(),
         }
     }
 
     fn drive(&mut self, conn: &mut Conn<Script>) -> bool {
+        let mut handler = |req: &Request<'_>| {
+            Response::text(
+                200,
+                format!("{} {} {}", req.method(), req.target(), req.body().len()),
+            )
+        };
+        self.drive_with(conn, &mut handler)
+    }
+
+    fn drive_with<H: Handler>(&mut self, conn: &mut Conn<Script>, handler: &mut H) -> bool {
         let mut ctx = Ctx {
             config: &self.config,
             now: self.now,
@@ -98,17 +108,12 @@ impl Rig {
             logs: &mut self.logs,
             draining: false,
             shutdown: &self.shared,
+            key: 0,
             connections: 1,
             started: self.now,
             access_log: None,
         };
-        let mut handler = |req: &Request<'_>| {
-            Response::text(
-                200,
-                format!("{} {} {}", req.method(), req.target(), req.body().len()),
-            )
-        };
-        conn.drive(&mut ctx, &mut handler)
+        conn.drive(&mut ctx, handler)
     }
 }
 
@@ -335,4 +340,102 @@ fn a_batch_over_the_request_budget_is_written_before_yielding() {
         .iter()
         .enumerate()
         .all(|(i, b)| *b == format!("GET /{i} 0")));
+}
+
+/// Issue 13: a deferred reply waits without reading on; the pipelined
+/// request behind it is answered after it, in order.
+#[test]
+fn a_deferred_reply_goes_out_before_the_pipelined_request_behind_it() {
+    let mut rig = Rig::new();
+    let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
+    conn.io.reads.push_back(Ok(
+        b"GET /later HTTP/1.1\r\nHost: x\r\n\r\nGET /now HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+    ));
+    let replies = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let shipped = std::rc::Rc::clone(&replies);
+    let mut handler = |req: &Request<'_>| {
+        if req.path() == "/later" {
+            let (resp, reply) = Response::deferred();
+            shipped.borrow_mut().push(reply);
+            resp
+        } else {
+            Response::text(200, "now")
+        }
+    };
+    rig.drive_with(&mut conn, &mut handler);
+    assert!(matches!(conn.phase, Phase::Deferred { .. }));
+    assert!(conn.io.written.is_empty());
+    assert_eq!(conn.deadline, None, "waiting for the host has no timer");
+    let reply = replies.borrow_mut().pop().unwrap();
+    reply.send(Response::text(200, "later")).unwrap();
+    rig.drive_with(&mut conn, &mut handler);
+    assert_eq!(bodies(&conn.io.written), ["later", "now"]);
+}
+
+/// Issue 13: chunk framing survives short writes and `WouldBlock`.
+#[test]
+fn a_streamed_body_is_framed_across_short_writes() {
+    let mut rig = Rig::new();
+    let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
+    conn.io
+        .reads
+        .push_back(Ok(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()));
+    let senders = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let shipped = std::rc::Rc::clone(&senders);
+    let mut handler = |_req: &Request<'_>| {
+        let (resp, tx) = Response::stream(200);
+        shipped.borrow_mut().push(tx);
+        resp
+    };
+    rig.drive_with(&mut conn, &mut handler);
+    let tx = senders.borrow_mut().pop().unwrap();
+    assert_eq!(tx.push(b"hello"), crate::Push::Sent);
+    assert_eq!(tx.push(b" world"), crate::Push::Sent);
+    conn.io.writes.extend([Some(3), None]);
+    rig.drive_with(&mut conn, &mut handler);
+    assert!(!conn.writable);
+    for _ in 0..100 {
+        conn.io.writes.extend([Some(7), None]);
+        conn.writable = true;
+        rig.drive_with(&mut conn, &mut handler);
+    }
+    conn.io.writes.clear(); // unused allowances from the loop
+    tx.finish();
+    conn.writable = true;
+    rig.drive_with(&mut conn, &mut handler);
+    let text = String::from_utf8_lossy(&conn.io.written);
+    assert!(
+        text.ends_with("Transfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n"),
+        "{text}"
+    );
+    assert!(matches!(conn.phase, Phase::Head), "kept alive");
+}
+
+/// Responses gathered in a pipelined batch ahead of a deferred one are
+/// written while the host has not answered yet.
+#[test]
+fn responses_gathered_before_a_deferred_one_go_out_at_once() {
+    let mut rig = Rig::new();
+    let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
+    conn.io.reads.push_back(Ok(
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /later HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+    ));
+    let replies = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let shipped = std::rc::Rc::clone(&replies);
+    let mut handler = |req: &Request<'_>| {
+        if req.path() == "/later" {
+            let (resp, reply) = Response::deferred();
+            shipped.borrow_mut().push(reply);
+            resp
+        } else {
+            Response::text(200, "a")
+        }
+    };
+    rig.drive_with(&mut conn, &mut handler);
+    assert!(matches!(conn.phase, Phase::Deferred { .. }));
+    assert_eq!(bodies(&conn.io.written), ["a"]);
+    let reply = replies.borrow_mut().pop().unwrap();
+    reply.send(Response::text(200, "later")).unwrap();
+    rig.drive_with(&mut conn, &mut handler);
+    assert_eq!(bodies(&conn.io.written), ["a", "later"]);
 }

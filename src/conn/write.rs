@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use log::{error, warn};
 
+use super::stream::{self, Wire};
 use super::{Budget, Conn, Ctx, FileRef, Info, Mem, Out, Peer, Phase, Step, Transport};
 use super::{BATCH_CAP, READ_BUDGET, READ_BUF, SEND_BUDGET};
 use crate::encode::{self, ConnHeader};
@@ -18,6 +19,12 @@ use crate::{header, Response};
 impl<T: Transport> Conn<T> {
     pub(super) fn respond(&mut self, ctx: &mut Ctx<'_>, resp: Response, info: Info) {
         let (mut status, headers, body) = resp.into_parts();
+        // Issue 13: a deferred response waits for the host (conn/stream.rs).
+        let Some(body) = self.defer(ctx, body, info) else {
+            return;
+        };
+        // Issue 13: a streamed body's framing; `None` for ordinary bodies.
+        let wire = stream::wire(&body, info.version);
         if !(200..=999).contains(&status) {
             if let Some(n) = ctx.logs.handler.allow(ctx.now) {
                 warn!(
@@ -27,7 +34,7 @@ impl<T: Transport> Conn<T> {
             }
             status = 500;
         }
-        let mut keep = info.keep_alive && !ctx.closing();
+        let mut keep = info.keep_alive && !ctx.closing() && wire != Some(Wire::Close);
         for (name, value) in headers.iter() {
             if name.eq_ignore_ascii_case(header::CONNECTION)
                 && value
@@ -47,8 +54,14 @@ impl<T: Transport> Conn<T> {
             self.wbuf = ctx.pool.take_write();
         }
         let (logs, now) = (&mut ctx.logs.handler, ctx.now);
-        let kept = headers.iter().filter(|(n, v)| keep_header(n, v, logs, now));
-        let length = (!no_body).then(|| body.len());
+        let kept = headers
+            .iter()
+            .filter(|(n, v)| keep_header(n, v, logs, now))
+            .chain(stream::te_header(wire.filter(|_| !no_body)));
+        let length = match wire {
+            None | Some(Wire::Length(_)) => (!no_body).then(|| body.len()),
+            Some(Wire::Chunked | Wire::Close) => None,
+        };
         let block = headers.block.as_ref().map_or(&[][..], |b| b.as_bytes());
         encode::encode_head(
             &mut self.wbuf,
@@ -78,6 +91,11 @@ impl<T: Transport> Conn<T> {
                     offset,
                     remaining: len,
                 },
+                // Issue 13: a body the host streams (conn/stream.rs).
+                Body::Later(later) => match wire {
+                    Some(wire) => Self::stream_out(ctx, later, wire),
+                    None => Out::None,
+                },
             }
         };
         self.keep_alive = keep;
@@ -101,7 +119,7 @@ impl<T: Transport> Conn<T> {
         let body = match out {
             Out::None => &[][..],
             Out::Mem(m, _) => m.bytes(),
-            Out::File { .. } => return false,
+            Out::File { .. } | Out::Stream(_) => return false,
         };
         if self.wbuf.len() + body.len() > BATCH_CAP {
             return false;
@@ -124,6 +142,9 @@ impl<T: Transport> Conn<T> {
     }
 
     pub(super) fn step_respond(&mut self, ctx: &mut Ctx<'_>, budget: &mut Budget) -> Step {
+        if let Out::Stream(_) = self.out {
+            return self.step_stream(ctx, budget); // issue 13: conn/stream.rs
+        }
         loop {
             if !self.writable {
                 return Step::Wait;
@@ -133,6 +154,7 @@ impl<T: Transport> Conn<T> {
             }
             let head = &self.wbuf[self.wpos..];
             let res = match &self.out {
+                Out::Stream(_) => return Step::Continue, // handled above
                 Out::None if head.is_empty() => break,
                 Out::None => self.io.send(&[IoSlice::new(head)], false),
                 Out::Mem(m, pos) if head.is_empty() && *pos == m.bytes().len() => break,
@@ -193,7 +215,7 @@ impl<T: Transport> Conn<T> {
         self.wpos += in_head;
         let rest = n - in_head;
         match &mut self.out {
-            Out::None => {}
+            Out::None | Out::Stream(_) => {}
             Out::Mem(_, pos) => *pos += rest,
             Out::File {
                 offset, remaining, ..

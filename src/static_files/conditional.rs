@@ -303,6 +303,7 @@ mod tests {
             headers: &hs,
             body: b"",
             peer: None,
+            upload: None,
         };
         f(&req)
     }

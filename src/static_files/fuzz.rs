@@ -120,6 +120,7 @@ pub(crate) fn conditionals(fields: &[u8], etag: &str, modified: i64, strong: boo
         headers: &headers,
         body: &[],
         peer: None,
+        upload: None,
     };
     let v = Validators::made_up(etag, modified, strong, now);
     let outcome = conditional::evaluate(&req, &v);
