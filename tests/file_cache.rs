@@ -337,3 +337,66 @@ fn a_path_through_a_symlink_is_never_cached_so_its_target_directory_cannot_go_st
     h.write("b/f.txt", b"second b\n");
     assert_eq!(h.get("/a/link/f.txt").body, b"second b\n");
 }
+
+/// Descriptors in the process's fd table, and the highest number in use.
+fn fds_of(pid: u32) -> (usize, u64) {
+    let used: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect();
+    (used.len(), used.iter().copied().max().unwrap_or(0))
+}
+
+#[test]
+fn out_of_descriptors_the_cache_gives_its_own_back_first() {
+    let dir = TempDir::new("fc-emfile");
+    let big = util::pattern(20 << 10, 3); // over the 16 KiB small-file size
+    for i in 0..40 {
+        dir.write(&format!("f{i}"), &big);
+    }
+    let keel = util::KeelProcess::start(dir.path(), [127, 0, 0, 1].into(), "warn");
+    let pid = keel.pid();
+    let mut s = keel.connect();
+    for i in 0..40 {
+        let r = util::request(&mut s, "GET", &format!("/f{i}"));
+        assert_eq!(r.status, 200);
+    }
+    let (held, max) = fds_of(pid);
+    assert!(held >= 40, "the cache holds the 40 files open: {held}");
+    // Descriptor numbers stop at the highest in use: once the free numbers
+    // below it are taken, `accept` fails with EMFILE, and only the cache's
+    // own descriptors can make room.
+    let rl = libc::rlimit {
+        rlim_cur: max + 1,
+        rlim_max: max + 1,
+    };
+    // SAFETY: prlimit on our own child; `rl` outlives the call, the old
+    // limit is not asked for.
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &rl,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let free = (max + 1) as usize - held;
+    let mut clients = Vec::new();
+    for n in 0..free + 5 {
+        let mut c = keel.connect();
+        let r = util::request(&mut c, "GET", "/f0");
+        assert_eq!(r.status, 200, "client {n} of {} is served", free + 5);
+        assert!(r.body == big);
+        clients.push(c); // kept open: each holds a descriptor
+    }
+    let (now_held, _) = fds_of(pid);
+    assert!(
+        now_held + 30 <= held + clients.len(),
+        "the cache's descriptors went back: {held} before, {now_held} with {} more clients",
+        clients.len()
+    );
+    // The connection that was there all along still works.
+    assert_eq!(util::request(&mut s, "GET", "/f1").status, 200);
+}
