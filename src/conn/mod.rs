@@ -76,7 +76,12 @@ const POOL_MAX: usize = 256;
 /// work is queued by the reactor (no new edge will come for it).
 const MAX_REQUESTS_PER_TURN: u32 = 16;
 const READ_BUDGET: usize = 256 * 1024;
-const SEND_BUDGET: usize = 1024 * 1024;
+/// Bytes one connection may send per turn: also the most one `sendfile`
+/// call is asked for. 256 KiB, as lighttpd sends: with several large
+/// downloads, smaller turns interleave them more finely and the pages just
+/// read are still in cache when they are sent (1 MiB lost to lighttpd with 2
+/// and 4 connections; 256 KiB was ahead of it, one run, benches/compare.sh).
+const SEND_BUDGET: usize = 256 * 1024;
 /// Pipelined responses gathered into one write: at most this many bytes
 /// (the pool keeps write buffers up to 16 KiB).
 const BATCH_CAP: usize = 16 * 1024;
