@@ -341,7 +341,7 @@ for rep in $(seq "$REPS"); do
 done
 echo "== load runs took $(( $(date +%s) - START )) s" >&2
 if [ -s "$ACCESS_LOG" ]; then
-  echo "== an access log line of the keel binary (default logging): $(grep -m1 " GET " "$ACCESS_LOG" || true)" >&2
+  echo "== an access log line of the keel binary (default logging): $(grep -m1 '"GET ' "$ACCESS_LOG" || true)" >&2
 fi
 
 ALLOC_OUT=$WORK/alloc.txt
