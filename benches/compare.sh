@@ -8,7 +8,7 @@
 #   pipe16     the same, pipelined: 16 requests per write (TechEmpower style)
 #   file13     keep-alive GETs of a 13-byte FILE: the `keel` binary on a temp
 #              docroot with the access log off (RUST_LOG=warn), and again
-#              with its default logging on (stderr to a file), against nginx
+#              with its default logging on (output to a file), against nginx
 #              and lighttpd serving the same file
 #   file1k     the same with a 1 KiB file
 #   large2     keep-alive GETs of a 256 MiB file, 2 conns, 1 MiB client
@@ -161,8 +161,9 @@ head -c $((BIG_MIB * 1024 * 1024)) /dev/zero > "$WWW/big.bin"   # in the page ca
 chmod 644 "$WWW"/*
 RESULTS=$WORK/results.txt
 : > "$RESULTS"
-# The keel binary's default access log goes here (stderr redirected to a
-# file, as an operator would with `2>>keel.log`); truncated at each start.
+# The keel binary's default output (the access log, on stderr today) goes
+# here: stdout and stderr redirected to a file, as an operator would with
+# `>>keel.log 2>&1`; truncated at each start.
 ACCESS_LOG=$WORK/keel-access.log
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -189,7 +190,7 @@ start_server() {
       ;;
     keel-bin-log)
       "${PIN_SERVER[@]}" env -u RUST_LOG "$KEEL" "$WWW" --addr 127.0.0.1 --port "$port" \
-        ${KEEL_EXTRA[@]+"${KEEL_EXTRA[@]}"} >"$WORK/$kind.log" 2>"$ACCESS_LOG" &
+        ${KEEL_EXTRA[@]+"${KEEL_EXTRA[@]}"} >"$ACCESS_LOG" 2>&1 &
       ;;
     yardstick)
       "${PIN_SERVER[@]}" "$YARDSTICK" "$port" >"$WORK/$kind.log" 2>&1 &
@@ -451,7 +452,7 @@ out.append(f"Medians of {reps} run(s) of {dur} s; server pinned to CPU 0, load (
            "`vs yardstick`: CPU/req ÷ the yardstick's in the same workload (the floor: one recv and one send "
            "per request or pipelined batch). `vs best peer`: CPU ÷ the lowest of nginx and lighttpd; "
            "for the large file, GB/s ÷ the highest. The keel binary serves a temp docroot "
-           "(its default access log: stderr redirected to a file).")
+           "(its default logging: stdout and stderr redirected to a file).")
 out.append("")
 out.append("| workload | server | req/s | GB/s | p50 ms | p99 ms | server CPU µs/req | vs yardstick | vs best peer | errors |")
 out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
