@@ -525,30 +525,30 @@ for wl, label in (("file13", "13-byte file"), ("file1k", "1 KiB file")):
     k = cpu(wl, "keel-bin")
     r = ratio(k, fixed)
     goal(f"CPU/req, {label} (binary) vs keel's fixed answer", "≤ 1.05×",
-         f(r, "{:.2f}×") + f" ({f(k)} vs {f(fixed)} µs)", le(r, 1.05))
+         f(r, "{:.3f}×") + f" ({f(k)} vs {f(fixed)} µs)", le(r, 1.05))
     r = ratio(k, cpu(wl, "lighttpd"))
     goal(f"CPU/req, {label} (binary) vs lighttpd", "≤ 0.85×",
-         f(r, "{:.2f}×") + f" ({f(k)} vs {f(cpu(wl, 'lighttpd'))} µs)", le(r, 0.85))
+         f(r, "{:.3f}×") + f" ({f(k)} vs {f(cpu(wl, 'lighttpd'))} µs)", le(r, 0.85))
 r = ratio(cpu("pipe16", "keel"), cpu("pipe16", "yardstick"))
 goal(f"CPU/req, pipelined x{pipeline} vs the yardstick", "≤ 1.30×",
-     f(r, "{:.2f}×") + f" ({f(cpu('pipe16', 'keel'))} vs {f(cpu('pipe16', 'yardstick'))} µs)", le(r, 1.30))
+     f(r, "{:.3f}×") + f" ({f(cpu('pipe16', 'keel'))} vs {f(cpu('pipe16', 'yardstick'))} µs)", le(r, 1.30))
 for wl in LARGE:
     k, l = per_rep(wl, "keel-bin", "gb_s"), per_rep(wl, "lighttpd", "gb_s")
     rs = [k[rep] / l[rep] for rep in sorted(k) if k.get(rep) and l.get(rep)]
     n = wl[-1]
     goal(f"GB/s, {big_mib} MiB file, {n} conns, vs lighttpd, every repetition", "≥ 1.00× each",
-         (", ".join(f"{x:.2f}×" for x in rs) or "–") +
+         (", ".join(f"{x:.3f}×" for x in rs) or "–") +
          f" (medians {f(med(wl, 'keel-bin', 'gb_s'))} vs {f(med(wl, 'lighttpd', 'gb_s'))} GB/s)",
          None if not rs else min(rs) >= 1.0)
 r = ratio(cpu("churn", "keel"), cpu("churn", "nginx"))
 goal("CPU/req, churn, fixed answer vs nginx", "≤ 0.90×",
-     f(r, "{:.2f}×") + f" ({f(cpu('churn', 'keel'))} vs {f(cpu('churn', 'nginx'))} µs)", le(r, 0.90))
+     f(r, "{:.3f}×") + f" ({f(cpu('churn', 'keel'))} vs {f(cpu('churn', 'nginx'))} µs)", le(r, 0.90))
 r = ratio(cpu("churnfile", "keel-bin"), cpu("churnfile", "lighttpd"))
 goal("CPU/req, churn, 13-byte file (binary) vs lighttpd", "≤ 0.90×",
-     f(r, "{:.2f}×") + f" ({f(cpu('churnfile', 'keel-bin'))} vs {f(cpu('churnfile', 'lighttpd'))} µs)", le(r, 0.90))
+     f(r, "{:.3f}×") + f" ({f(cpu('churnfile', 'keel-bin'))} vs {f(cpu('churnfile', 'lighttpd'))} µs)", le(r, 0.90))
 r = ratio(cpu("file13", "keel-bin-log"), cpu("file13", "keel-bin"))
 goal("CPU/req, 13-byte file, default log on vs log off", "≤ 1.05×",
-     f(r, "{:.2f}×") + f" ({f(cpu('file13', 'keel-bin-log'))} vs {f(cpu('file13', 'keel-bin'))} µs)", le(r, 1.05))
+     f(r, "{:.3f}×") + f" ({f(cpu('file13', 'keel-bin-log'))} vs {f(cpu('file13', 'keel-bin'))} µs)", le(r, 1.05))
 k = med("idle", "keel-bin", "kib_per_conn")
 goal("RSS per idle keep-alive conn", "≤ 0.3 KiB", f(k, "{:.2f} KiB"), le(k, 0.3))
 if alloc:
