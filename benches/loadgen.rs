@@ -2,7 +2,9 @@
 //!
 //! One blocking keep-alive connection per thread (`small`, `large`, `churn`),
 //! or N idle connections opened one after another from the main thread
-//! (`idle`). Every loop is bounded by a deadline and a count; every socket
+//! (`idle`). `--pipeline N` makes `small` send N requests in one write and
+//! read the N responses before the next batch (TechEmpower's plaintext test
+//! uses 16). Every loop is bounded by a deadline and a count; every socket
 //! read and write has a timeout. Only loopback targets are accepted.
 //!
 //! Latency goes into a fixed-size log-linear histogram (64 sub-buckets per
@@ -42,6 +44,8 @@ Options:
                            idle   open N connections, one request each, keep
                                   them open; reports the server's VmRSS before
                                   and after and KiB per connection
+      --pipeline N       small only: N requests per write, then N responses
+                         read before the next batch [default: 1; at most 1024]
   -c, --connections N    connections [default: 64 small, 2 large, 16 churn,
                          1000 idle]; at most 1024 threads, 20000 idle
   -d, --duration SECS    measured time [default: 5]; for idle, the time limit
@@ -57,12 +61,14 @@ Options:
   -h, --help             this help
 
 Output: one `key=value` line (stdout) and one human line starting with `#`.
-Keys: label workload url connections seconds requests req_s bytes gb_s
+Keys: label workload pipeline url connections seconds requests req_s bytes gb_s
 p50_us p99_us max_us errors err_connect err_status err_short err_parse
 reconnects cpu_source server_cpu_ms cpu_us_per_req rss_before_kib
 rss_after_kib anon_before_kib anon_after_kib kib_per_conn opened alive (NA
 where a key does not apply). rss_* is VmRSS (file-backed pages such as libc
 and the binary included), anon_* is RssAnon, both summed over the PIDs.
+With --pipeline N, requests counts every response (N per batch) and the
+latency of each is from the batch's write to that response's last byte.
 For `large`, cpu_us_per_req is CPU time per body-length of bytes received,
 so a request cut by the window boundary counts by its share.
 Errors: err_connect (connect failed), err_status (not 200), err_short (EOF,
@@ -75,6 +81,7 @@ const SMALL_BUF: usize = 64 * 1024;
 const LARGE_BUF: usize = 1024 * 1024;
 const MAX_THREADS: usize = 1024;
 const MAX_IDLE: usize = 20_000;
+const MAX_PIPELINE: u64 = 1024;
 /// Largest body accepted (a bound on every read loop).
 const BODY_MAX: u64 = 1 << 40;
 
@@ -102,6 +109,10 @@ struct Opts {
     url: String,
     addr: SocketAddr,
     request: Vec<u8>,
+    /// Requests per write (`--pipeline`), 1 unless given.
+    pipeline: u64,
+    /// `request` repeated `pipeline` times: one batch, written at once.
+    batch: Vec<u8>,
     workload: Workload,
     connections: usize,
     duration: Duration,
@@ -162,6 +173,7 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
     let mut max_requests = 1_000_000_000u64;
     let mut settle = Duration::from_millis(300);
     let mut label = String::from("-");
+    let mut pipeline = 1u64;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -228,6 +240,14 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
                     .filter(|n| *n > 0)
                     .ok_or_else(|| format!("invalid --max-requests '{v}'"))?;
             }
+            "--pipeline" => {
+                let v = value()?;
+                pipeline = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PIPELINE).contains(n))
+                    .ok_or_else(|| format!("invalid --pipeline '{v}' (1..={MAX_PIPELINE})"))?;
+            }
             "--label" => label = value()?.replace(char::is_whitespace, "_"),
             f => return Err(format!("unknown argument '{f}'")),
         }
@@ -259,6 +279,9 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
             workload.name()
         ));
     }
+    if pipeline > 1 && workload != Workload::Small {
+        return Err("--pipeline applies to the small workload only".into());
+    }
     let close = if workload == Workload::Churn {
         "Connection: close\r\n"
     } else {
@@ -267,10 +290,13 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
     let request =
         format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: keel-loadgen\r\n{close}\r\n")
             .into_bytes();
+    let batch = request.repeat(pipeline as usize);
     Ok(Some(Opts {
         url,
         addr,
         request,
+        pipeline,
+        batch,
         workload,
         connections,
         duration,
@@ -527,15 +553,34 @@ fn parse_head(head: &[u8]) -> Result<(u16, u64, bool), Fail> {
     Ok((status, length, close))
 }
 
-/// Reads one whole response into (and through) `buf`. Body bytes read at or
-/// after `t0` are added to `bytes`.
+/// Reads one whole response into (and through) `buf`; nothing may follow it
+/// (nothing was pipelined). Body bytes read at or after `t0` are added to
+/// `bytes`.
 fn read_response(
     s: &mut TcpStream,
     buf: &mut [u8],
     t0: Instant,
     bytes: &mut u64,
 ) -> Result<Resp, Fail> {
-    let mut filled = 0;
+    let mut carry = 0;
+    let r = read_next(s, buf, &mut carry, t0, bytes)?;
+    if carry > 0 {
+        return Err(Fail::Parse); // bytes past the response
+    }
+    Ok(r)
+}
+
+/// Reads the next whole response. `buf[..*carry]` holds bytes already read
+/// (the start of this response); bytes read past its end are moved to the
+/// front of `buf` and `*carry` says how many (the next pipelined response).
+fn read_next(
+    s: &mut TcpStream,
+    buf: &mut [u8],
+    carry: &mut usize,
+    t0: Instant,
+    bytes: &mut u64,
+) -> Result<Resp, Fail> {
+    let mut filled = std::mem::take(carry);
     let mut scanned = 0; // bytes already searched for the head's end
     let head_end = loop {
         if let Some(end) = find_head_end(&buf[..filled], scanned) {
@@ -555,9 +600,13 @@ fn read_response(
         }
     };
     let (status, length, close) = parse_head(&buf[..head_end])?;
-    let have = (filled - head_end) as u64;
+    let mut have = (filled - head_end) as u64;
     if have > length {
-        return Err(Fail::Parse); // bytes past the response: nothing was pipelined
+        // The next response's first bytes: keep them for the next call.
+        let end = head_end + length as usize;
+        buf.copy_within(end..filled, 0);
+        *carry = filled - end;
+        have = length;
     }
     let count = |n: u64, bytes: &mut u64| {
         if Instant::now() >= t0 {
@@ -777,36 +826,60 @@ fn keepalive_loop(o: &Opts, t0: Instant, t1: Instant, max: u64) -> (Tally, Optio
                 }
             },
         };
-        issued += 1;
+        issued += o.pipeline;
         let begin = Instant::now();
-        let mut bytes = 0;
-        let result = s
-            .write_all(&o.request)
-            .map_err(|e| {
-                if is_reset(&e) {
-                    Fail::NoResponse
-                } else {
-                    Fail::Short
+        let mut carry = 0;
+        let mut closed = false; // the server said `Connection: close`
+        let mut result = s.write_all(&o.batch).map_err(|e| {
+            if is_reset(&e) {
+                Fail::NoResponse
+            } else {
+                Fail::Short
+            }
+        });
+        // One response per request of the batch (bounded: `pipeline` reads
+        // of whole responses, each bounded by the socket timeout).
+        for i in 0..o.pipeline {
+            if result.is_err() {
+                break;
+            }
+            let mut bytes = 0;
+            let r = read_next(s, &mut buf, &mut carry, t0, &mut bytes);
+            let end = Instant::now();
+            tally.bytes += bytes;
+            result = match r {
+                Ok(r) => {
+                    *served += 1;
+                    if end >= t0 {
+                        tally.requests += 1;
+                        tally.hist.record(end - begin);
+                    }
+                    if r.status != 200 {
+                        tally.err_status += 1;
+                    }
+                    body_len.get_or_insert(r.length);
+                    closed = r.close;
+                    if r.close && i + 1 < o.pipeline {
+                        Err(Fail::Short) // closing with requests of the batch unanswered
+                    } else {
+                        Ok(())
+                    }
                 }
-            })
-            .and_then(|()| read_response(s, &mut buf, t0, &mut bytes));
-        let end = Instant::now();
-        tally.bytes += bytes;
+                // The server closed an idle keep-alive connection before the
+                // batch: reconnect. Mid-batch it is an error.
+                Err(Fail::NoResponse) if i > 0 => Err(Fail::Short),
+                Err(f) => Err(f),
+            };
+        }
+        if carry > 0 && result.is_ok() {
+            result = Err(Fail::Parse); // bytes past the batch's last response
+        }
         match result {
-            Ok(r) => {
-                *served += 1;
-                if end >= t0 {
-                    tally.requests += 1;
-                    tally.hist.record(end - begin);
-                }
-                if r.status != 200 {
-                    tally.err_status += 1;
-                }
-                if r.close {
+            Ok(()) => {
+                if closed {
                     conn = None;
                     tally.reconnects += 1;
                 }
-                body_len.get_or_insert(r.length);
             }
             Err(Fail::NoResponse) if *served > 0 => {
                 // The server closed an idle keep-alive connection: reconnect.
@@ -1002,7 +1075,7 @@ impl Report {
         let max_us = (t.hist.total > 0).then(|| format!("{:.1}", t.hist.max as f64 / 1e3));
         let gb = (o.workload == Workload::Large).then(|| format!("{:.3}", self.gb_s()));
         format!(
-            "label={} workload={} url={} connections={} seconds={:.3} requests={} req_s={:.1} \
+            "label={} workload={} pipeline={} url={} connections={} seconds={:.3} requests={} req_s={:.1} \
              bytes={} gb_s={} p50_us={} p99_us={} max_us={} errors={} err_connect={} \
              err_status={} err_short={} err_parse={} reconnects={} cpu_source={} \
              server_cpu_ms={} cpu_us_per_req={} rss_before_kib={} rss_after_kib={} \
@@ -1010,6 +1083,7 @@ impl Report {
              kib_per_conn={} opened={} alive={}",
             o.label,
             o.workload.name(),
+            o.pipeline,
             o.url,
             o.connections,
             self.seconds,
@@ -1047,6 +1121,9 @@ impl Report {
                 .map_or("-".to_string(), |ns| format!("{:.3} ms", ns as f64 / 1e6))
         };
         let mut s = format!("# {} {}: ", o.label, o.workload.name());
+        if o.pipeline > 1 {
+            s += &format!("pipelined x{}, ", o.pipeline);
+        }
         match o.workload {
             Workload::Idle => {
                 s += &format!(
