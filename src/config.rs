@@ -49,10 +49,15 @@ pub struct Config {
     pub linger_timeout: Duration,
     /// The path of a status endpoint that the server answers itself, before
     /// the handler: JSON counters (`uptime`, `connections`, `requests`,
-    /// `bytes_sent`, `disconnects`, `timeouts`, `rejected`, `draining`), 200
+    /// `bytes_sent`, `disconnects`, `timeouts`, `rejected`, `draining`, `pid`,
+    /// and `generation` when set), 200
     /// while serving and 503 with `Retry-After` and the code `draining` once
     /// shutdown has begun. Default: `None` (off).
     pub status_path: Option<String>,
+    /// Shown as `generation` in the status endpoint's JSON (beside `pid`):
+    /// the keel [`Supervisor`](crate::Supervisor) numbers its workers'
+    /// generations (1, then one more per reload). Default: `None` (not shown).
+    pub generation: Option<u64>,
 }
 
 impl Config {
@@ -84,6 +89,7 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(10),
             linger_timeout: Duration::from_secs(2),
             status_path: None,
+            generation: None,
         }
     }
 }

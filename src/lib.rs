@@ -61,6 +61,7 @@ mod server;
 mod shutdown;
 mod signals;
 mod static_files;
+pub mod supervisor;
 mod sys;
 
 pub use config::Config;
@@ -72,6 +73,7 @@ pub use server::{Report, Server, Stats};
 pub use shutdown::ShutdownHandle;
 pub use signals::stop_on_signals;
 pub use static_files::{StaticFiles, StaticOptions};
+pub use supervisor::Supervisor;
 
 /// Formats a time as an HTTP date (IMF-fixdate, RFC 9110 §5.6.7), e.g.
 /// `Sun, 06 Nov 1994 08:49:37 GMT`. Times before 1970 format as the epoch.

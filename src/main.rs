@@ -37,6 +37,9 @@ Options:
                     finish before they are cut [default: 10]
       --status-path PATH
                     answer PATH with JSON counters (503 draining during shutdown) [default: off]
+      --workers N|auto
+                    serve with N worker processes under a supervisor that restarts
+                    them; auto: one per CPU we may run on [default: 1, no supervisor]
 
 Files:
       --index NAMES     comma-separated index files for directories [default: index.html]
@@ -51,7 +54,9 @@ Files:
   -V, --version     print the version
 
 Signals: SIGTERM or SIGINT drains (the listener closes at once, responses in
-flight finish); a second one stops at once. SIGHUP is ignored.
+flight finish); a second one stops at once. SIGHUP is ignored, except with
+--workers: it starts a new generation of workers (re-reading the binary and
+the command line's files), then drains the old one.
 
 Exit status: 0 after a clean stop; 1 on a runtime error (e.g. the port is in
 use); 2 on bad usage; 3 when the drain deadline passed (or a second signal
@@ -69,6 +74,8 @@ struct Args {
     port: u16,
     config: Config,
     files: StaticOptions,
+    /// `--workers`: run a supervisor with this many workers.
+    workers: Option<usize>,
 }
 
 enum Parsed {
@@ -80,6 +87,8 @@ fn main() -> ExitCode {
     // Closed fds 0-2 need no care here: Rust's runtime reopens them on
     // /dev/null before `main`, so no socket can become stdout or stderr
     // (tests/incidents.rs pins it).
+    // Started by a `--workers` supervisor: serve its sockets, never supervise.
+    let generation = keelhttp::supervisor::worker_generation();
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Parsed::Run(a)) => a,
         Ok(Parsed::Exit(code)) => return code,
@@ -88,8 +97,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logger();
-    run(&args)
+    init_logger(generation.map(|_| std::process::id()));
+    match (generation, args.workers) {
+        (Some(g), _) => run_worker(&args, g),
+        (None, Some(n)) => supervise(&args, n),
+        (None, None) => run(&args),
+    }
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
@@ -98,6 +111,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut port = 8080u16;
     let mut config = Config::default();
     let mut files = StaticOptions::default();
+    let mut workers = None;
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
@@ -158,6 +172,19 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
                     return Err(format!("index names are plain file names: '{v}'"));
                 }
             }
+            "--workers" => {
+                let v = value("--workers")?;
+                workers = Some(if v == "auto" {
+                    keelhttp::supervisor::available_cpus()
+                } else {
+                    v.parse()
+                        .ok()
+                        .filter(|&n| (1..=1024).contains(&n))
+                        .ok_or_else(|| {
+                            format!("--workers takes a number from 1 to 1024 or 'auto': '{v}'")
+                        })?
+                });
+            }
             "--list" => files.list = true,
             "--dotfiles" => files.dotfiles = true,
             "--precompressed" => files.precompressed = true,
@@ -189,6 +216,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
         port,
         config,
         files,
+        workers,
     })))
 }
 
@@ -223,6 +251,72 @@ fn run(args: &Args) -> ExitCode {
         }
         Err(e) => return fail(&format!("cannot listen on {addr}: {}", e.io_error())),
     };
+    serve(server, handler)
+}
+
+/// `--workers N`: bind here, then supervise N workers that serve these
+/// sockets. The directory is checked first, so a typo is one clear error
+/// rather than a crash loop.
+fn supervise(args: &Args, workers: usize) -> ExitCode {
+    if let Err(e) = StaticFiles::with_options(&args.dir, args.files.clone()) {
+        return fail(&format!("cannot serve {}: {e}", args.dir.display()));
+    }
+    let addr = SocketAddr::new(args.addr, args.port);
+    // mio's bind: SO_REUSEADDR and a backlog of 1024, like Server::bind.
+    let listener = match mio::net::TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            return fail(&format!("port {} is in use (on {addr})", args.port))
+        }
+        Err(e) => return fail(&format!("cannot listen on {addr}: {e}")),
+    };
+    if let Ok(a) = listener.local_addr() {
+        log::info!("listening on http://{a}/ with {workers} workers");
+    }
+    let fd: std::os::fd::OwnedFd = listener.into();
+    let sup = match keelhttp::Supervisor::new(workers, vec![(fd, "http".into())]) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("cannot start the supervisor: {e}")),
+    };
+    match sup.run() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(&format!("supervisor failed: {e}")),
+    }
+}
+
+/// A worker of a `--workers` supervisor: a socket-activated keel.
+fn run_worker(args: &Args, generation: u64) -> ExitCode {
+    let handler = match StaticFiles::with_options(&args.dir, args.files.clone()) {
+        Ok(h) => h,
+        Err(e) => return fail(&format!("cannot serve {}: {e}", args.dir.display())),
+    };
+    let mut config = args.config.clone();
+    config.generation = Some(generation);
+    // PLACEHOLDER until branch `svc` (issue 10) is merged: its activation
+    // helper parses and checks LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES and
+    // serves every listener. Here only fd 3, a TCP listener, is taken.
+    let server = match inherited_listener().and_then(|l| {
+        Server::from_listener(l, config).map_err(|e| std::io::Error::other(e.to_string()))
+    }) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("worker: no listening socket: {e}")),
+    };
+    serve(server, handler)
+}
+
+/// PLACEHOLDER (see `run_worker`).
+fn inherited_listener() -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::FromRawFd;
+    for k in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(k);
+    }
+    // SAFETY: placeholder; the supervisor put a listening socket at fd 3.
+    #[allow(unsafe_code)]
+    let l = unsafe { std::net::TcpListener::from_raw_fd(3) };
+    Ok(l)
+}
+
+fn serve(server: Server, handler: StaticFiles) -> ExitCode {
     log::info!(
         "serving {} on http://{}/",
         handler.root().display(),
@@ -255,13 +349,15 @@ fn fail(msg: &str) -> ExitCode {
 /// env_logger on stderr, `info` unless RUST_LOG says otherwise. Write errors
 /// (a closed or broken stderr) are ignored by env_logger, so logging can never
 /// fail a request.
-fn init_logger() {
+/// A worker's lines say which worker wrote them.
+fn init_logger(worker: Option<u32>) {
     let env = env_logger::Env::default().default_filter_or("info");
+    let tag = worker.map_or(String::new(), |pid| format!("[worker {pid}] "));
     env_logger::Builder::from_env(env)
-        .format(|buf, record| {
+        .format(move |buf, record| {
             writeln!(
                 buf,
-                "{} {:<5} {}",
+                "{} {:<5} {tag}{}",
                 keelhttp::http_date(SystemTime::now()),
                 record.level(),
                 record.args()
