@@ -387,10 +387,9 @@ impl Reactor {
             let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
             for key in keys {
                 let (conns, mut ctx) = self.ctx();
-                if let Some(conn) = conns.get_mut(key) {
-                    conn.begin_drain(&mut ctx);
-                }
-                self.settle(key, false);
+                // `again`: a request already received is served below.
+                let again = conns.get_mut(key).is_some_and(|c| c.begin_drain(&mut ctx));
+                self.settle(key, again);
             }
         }
     }

@@ -386,7 +386,10 @@ impl Supervisor {
                 // replacement serves now.
                 slot.up = slot.next.take();
             }
-            let behind = slot.up.as_ref().is_none_or(|u| u.generation < self.generation);
+            let behind = slot
+                .up
+                .as_ref()
+                .is_none_or(|u| u.generation < self.generation);
             if slot.next.is_none() && behind {
                 // Nothing up, or only an old generation's worker (a reload's
                 // new worker died before it was ready): start one after the

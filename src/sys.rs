@@ -373,7 +373,15 @@ pub(crate) fn spawn_worker(plan: &mut ExecPlan) -> io::Result<libc::pid_t> {
     }
     // The child. No allocation, no locks, no Rust I/O from here on.
     // SAFETY: prctl(PR_SET_PDEATHSIG) with a valid signal number.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGTERM as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     // SAFETY: getppid has no preconditions.
     if unsafe { libc::getppid() } != parent {
         // The supervisor died before PDEATHSIG was armed.
@@ -401,7 +409,13 @@ pub(crate) fn spawn_worker(plan: &mut ExecPlan) -> io::Result<libc::pid_t> {
     write_pid(&mut entry[pid_at..], me);
     // SAFETY: path, argv and envp are NUL-terminated strings in
     // NULL-terminated arrays, all alive (the child's copy of the plan).
-    unsafe { libc::execve(plan.path.as_ptr(), plan.argv_ptrs.as_ptr(), plan.env_ptrs.as_ptr()) };
+    unsafe {
+        libc::execve(
+            plan.path.as_ptr(),
+            plan.argv_ptrs.as_ptr(),
+            plan.env_ptrs.as_ptr(),
+        )
+    };
     // SAFETY: execve failed; leave without running any Rust destructors.
     unsafe { libc::_exit(127) }
 }
