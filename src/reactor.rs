@@ -61,15 +61,30 @@ pub(crate) struct Reactor {
     accept_retry_at: Option<Instant>,
     drained: usize,
     forced: usize,
+    exclusive: bool,
+    rotate: bool,
 }
 
 impl Reactor {
     pub(crate) fn new(mut listener: TcpListener, config: Config) -> Result<Reactor, Error> {
         let poll = Poll::new().map_err(Error::poll)?;
         let local_addr = listener.local_addr().map_err(Error::bind)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
+        // EXPERIMENT (KEEL_BALANCE): how workers share one listener.
+        let mode = std::env::var("KEEL_BALANCE").unwrap_or_default();
+        let exclusive = mode == "exclusive" || mode == "rotate";
+        if exclusive {
+            use std::os::fd::AsRawFd;
+            crate::sys::epoll_add_exclusive(
+                poll.as_raw_fd(),
+                listener.as_raw_fd(),
+                LISTENER.0 as u64,
+            )
             .map_err(Error::poll)?;
+        } else {
+            poll.registry()
+                .register(&mut listener, LISTENER, Interest::READABLE)
+                .map_err(Error::poll)?;
+        }
         let waker = mio::Waker::new(poll.registry(), WAKER).map_err(Error::poll)?;
         Ok(Reactor {
             poll,
@@ -93,6 +108,8 @@ impl Reactor {
             accept_retry_at: None,
             drained: 0,
             forced: 0,
+            exclusive,
+            rotate: mode == "rotate",
         })
     }
 
@@ -309,6 +326,19 @@ impl Reactor {
         if !self.accept_pending || !self.can_accept() {
             return;
         }
+        let before = self.stats.accepted;
+        self.accept_some(handler);
+        if self.rotate && self.stats.accepted != before {
+            if let Some(l) = &self.listener {
+                use std::os::fd::AsRawFd;
+                let (ep, fd) = (self.poll.as_raw_fd(), l.as_raw_fd());
+                let _ = crate::sys::epoll_del(ep, fd);
+                let _ = crate::sys::epoll_add_exclusive(ep, fd, LISTENER.0 as u64);
+            }
+        }
+    }
+
+    fn accept_some<H: Handler>(&mut self, handler: &mut H) {
         self.accept_retry_at = None;
         for _ in 0..ACCEPTS_PER_TURN {
             if self.conns.len() >= self.accept_limit() {
@@ -400,7 +430,12 @@ impl Reactor {
         self.accept_retry_at = None;
         self.accept_pending = false;
         if let Some(mut l) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
+            if self.exclusive {
+                use std::os::fd::AsRawFd;
+                let _ = crate::sys::epoll_del(self.poll.as_raw_fd(), l.as_raw_fd());
+            } else {
+                let _ = self.poll.registry().deregister(&mut l);
+            }
             debug!("listener on {} closed", self.local_addr);
         }
     }
