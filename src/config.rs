@@ -58,6 +58,12 @@ pub struct Config {
     /// the keel [`Supervisor`](crate::Supervisor) numbers its workers'
     /// generations (1, then one more per reload). Default: `None` (not shown).
     pub generation: Option<u64>,
+    /// The listening socket is shared with other processes that accept
+    /// from it too (the workers of `keel --workers`): after accepting, the
+    /// server lets the others take the next connection, so new connections
+    /// spread evenly. Costs two `epoll_ctl` calls per burst of accepts.
+    /// Default `false`.
+    pub shared_listener: bool,
 }
 
 impl Config {
@@ -90,6 +96,7 @@ impl Default for Config {
             linger_timeout: Duration::from_secs(2),
             status_path: None,
             generation: None,
+            shared_listener: false,
         }
     }
 }

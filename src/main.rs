@@ -292,6 +292,7 @@ fn run_worker(args: &Args, generation: u64) -> ExitCode {
     };
     let mut config = args.config.clone();
     config.generation = Some(generation);
+    config.shared_listener = true;
     // PLACEHOLDER until branch `svc` (issue 10) is merged: its activation
     // helper parses and checks LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES and
     // serves every listener. Here only fd 3, a TCP listener, is taken.

@@ -61,30 +61,13 @@ pub(crate) struct Reactor {
     accept_retry_at: Option<Instant>,
     drained: usize,
     forced: usize,
-    exclusive: bool,
-    rotate: bool,
 }
 
 impl Reactor {
-    pub(crate) fn new(mut listener: TcpListener, config: Config) -> Result<Reactor, Error> {
+    pub(crate) fn new(listener: TcpListener, config: Config) -> Result<Reactor, Error> {
         let poll = Poll::new().map_err(Error::poll)?;
         let local_addr = listener.local_addr().map_err(Error::bind)?;
-        // EXPERIMENT (KEEL_BALANCE): how workers share one listener.
-        let mode = std::env::var("KEEL_BALANCE").unwrap_or_default();
-        let exclusive = mode == "exclusive" || mode == "rotate";
-        if exclusive {
-            use std::os::fd::AsRawFd;
-            crate::sys::epoll_add_exclusive(
-                poll.as_raw_fd(),
-                listener.as_raw_fd(),
-                LISTENER.0 as u64,
-            )
-            .map_err(Error::poll)?;
-        } else {
-            poll.registry()
-                .register(&mut listener, LISTENER, Interest::READABLE)
-                .map_err(Error::poll)?;
-        }
+        register_listener(&poll, &listener).map_err(Error::poll)?;
         let waker = mio::Waker::new(poll.registry(), WAKER).map_err(Error::poll)?;
         Ok(Reactor {
             poll,
@@ -108,8 +91,6 @@ impl Reactor {
             accept_retry_at: None,
             drained: 0,
             forced: 0,
-            exclusive,
-            rotate: mode == "rotate",
         })
     }
 
@@ -328,12 +309,9 @@ impl Reactor {
         }
         let before = self.stats.accepted;
         self.accept_some(handler);
-        if self.rotate && self.stats.accepted != before {
+        if self.config.shared_listener && self.stats.accepted != before {
             if let Some(l) = &self.listener {
-                use std::os::fd::AsRawFd;
-                let (ep, fd) = (self.poll.as_raw_fd(), l.as_raw_fd());
-                let _ = crate::sys::epoll_del(ep, fd);
-                let _ = crate::sys::epoll_add_exclusive(ep, fd, LISTENER.0 as u64);
+                take_turns(&self.poll, l);
             }
         }
     }
@@ -429,13 +407,8 @@ impl Reactor {
         // timeout at zero.
         self.accept_retry_at = None;
         self.accept_pending = false;
-        if let Some(mut l) = self.listener.take() {
-            if self.exclusive {
-                use std::os::fd::AsRawFd;
-                let _ = crate::sys::epoll_del(self.poll.as_raw_fd(), l.as_raw_fd());
-            } else {
-                let _ = self.poll.registry().deregister(&mut l);
-            }
+        if let Some(l) = self.listener.take() {
+            deregister_listener(&self.poll, &l);
             debug!("listener on {} closed", self.local_addr);
         }
     }
@@ -465,5 +438,42 @@ impl Reactor {
                 true
             }
         }
+    }
+}
+
+// ---- The listener's registration: one wake-up per connection, in turns ----
+//
+// Several worker processes may wait on one shared listening socket (`keel
+// --workers`). Registered the usual way, every worker wakes for every new
+// connection and all but one find nothing (a thundering herd). With
+// `EPOLLEXCLUSIVE` the kernel wakes one waiting worker, but always the
+// first in the socket's wait queue that is idle, so one worker takes most
+// connections under a light load. After accepting, a worker with
+// `Config::shared_listener` re-registers (delete + add), which moves it to
+// the back of that queue: the next connection wakes the other worker.
+// Nothing is lost meanwhile: the add reports a connection already waiting.
+// README "Balancing" has the measurements behind this choice.
+
+fn register_listener(poll: &Poll, l: &TcpListener) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    crate::sys::epoll_add_exclusive(poll.as_raw_fd(), l.as_raw_fd(), LISTENER.0 as u64)
+}
+
+/// Registered with `epoll_ctl` directly (mio has no `EPOLLEXCLUSIVE`), so
+/// removed the same way. Required before closing: a listener shared with
+/// other processes stays open, and its registration would keep stealing
+/// wake-ups from the workers that still accept.
+fn deregister_listener(poll: &Poll, l: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    if let Err(e) = crate::sys::epoll_del(poll.as_raw_fd(), l.as_raw_fd()) {
+        warn!("cannot deregister the listener: {e}");
+    }
+}
+
+/// To the back of the listener's wait queue (see above).
+fn take_turns(poll: &Poll, l: &TcpListener) {
+    deregister_listener(poll, l);
+    if let Err(e) = register_listener(poll, l) {
+        warn!("cannot re-register the listener: {e}");
     }
 }

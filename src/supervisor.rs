@@ -91,8 +91,6 @@ pub struct Supervisor {
     /// Old-generation workers, sent SIGTERM, not yet exited.
     retiring: Vec<Worker>,
     generation: u64,
-    /// EXPERIMENT: one SO_REUSEPORT socket per slot.
-    per_slot: Vec<OwnedFd>,
     stopping: Option<Stop>,
     /// Worst exit status of workers that ended during the stop.
     worst: u8,
@@ -167,7 +165,6 @@ impl Supervisor {
                 .collect(),
             retiring: Vec::new(),
             generation: 1,
-            per_slot: Vec::new(),
             stopping: None,
             worst: 0,
             spawned: 0,
@@ -186,14 +183,6 @@ impl Supervisor {
     /// # Errors
     /// Signals cannot be blocked or waited for.
     pub fn run(mut self) -> io::Result<u8> {
-        if std::env::var("KEEL_BALANCE").is_ok_and(|m| m == "reuseport") {
-            let addr = std::net::TcpListener::from(self.listeners.remove(0)).local_addr()?;
-            for _ in 0..self.count {
-                let fd = sys::bind_reuseport(addr)?;
-                self.per_slot.push(sys::dup_above(fd.as_raw_fd(), 40)?);
-            }
-            self.listeners = vec![sys::dup_above(self.per_slot[0].as_raw_fd(), 40)?];
-        }
         sys::block_signals(&SIGNALS)?;
         info!(
             "supervisor {}: starting {} workers",
@@ -326,11 +315,7 @@ impl Supervisor {
         if let Some(name) = notify_name {
             env.push(("NOTIFY_SOCKET".into(), name.into()));
         }
-        let fds = if self.per_slot.is_empty() {
-            self.listeners.iter().map(|f| f.as_raw_fd()).collect()
-        } else {
-            vec![self.per_slot[i].as_raw_fd()]
-        };
+        let fds = self.listeners.iter().map(|f| f.as_raw_fd()).collect();
         let spawned = sys::ExecPlan::new(&self.exe, &self.args, &env, fds)
             .and_then(|mut plan| sys::spawn_worker(&mut plan));
         let slot = &mut self.slots[i];
