@@ -49,8 +49,8 @@ pub struct Config {
     pub linger_timeout: Duration,
     /// The path of a status endpoint that the server answers itself, before
     /// the handler: JSON counters (`uptime`, `connections`, `requests`,
-    /// `bytes_sent`, `disconnects`, `timeouts`, `rejected`, `draining`, `pid`,
-    /// and `generation` when set), 200
+    /// `bytes_sent`, `disconnects`, `timeouts`, `rejected`, `log_dropped`,
+    /// `draining`, `pid`, and `generation` when set), 200
     /// while serving and 503 with `Retry-After` and the code `draining` once
     /// shutdown has begun. Default: `None` (off).
     pub status_path: Option<String>,

@@ -34,6 +34,11 @@ impl DateCache {
     pub(crate) fn value(&self) -> &[u8] {
         &self.value
     }
+
+    /// The cached clock, in seconds since the epoch (for the access log).
+    pub(crate) fn secs(&self) -> u64 {
+        self.secs
+    }
 }
 
 /// IMF-fixdate (RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.

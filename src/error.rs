@@ -128,6 +128,9 @@ pub enum ErrorKind {
     Bind,
     /// The event loop itself failed (`epoll` or the waker).
     Poll,
+    /// A socket passed by the service manager (`LISTEN_FDS`) is unusable:
+    /// not a socket, not a listening stream socket, or of another family.
+    Activation,
 }
 
 impl Error {
@@ -138,6 +141,13 @@ impl Error {
             ErrorKind::Bind
         };
         Error { kind, source }
+    }
+
+    pub(crate) fn activation(source: io::Error) -> Error {
+        Error {
+            kind: ErrorKind::Activation,
+            source,
+        }
     }
 
     pub(crate) fn poll(source: io::Error) -> Error {
@@ -152,12 +162,14 @@ impl Error {
         self.kind
     }
 
-    /// A stable code: `"addr_in_use"`, `"bind_failed"` or `"poll_failed"`.
+    /// A stable code: `"addr_in_use"`, `"bind_failed"`, `"poll_failed"` or
+    /// `"activation_failed"`.
     pub fn code(&self) -> &'static str {
         match self.kind {
             ErrorKind::AddrInUse => "addr_in_use",
             ErrorKind::Bind => "bind_failed",
             ErrorKind::Poll => "poll_failed",
+            ErrorKind::Activation => "activation_failed",
         }
     }
 
@@ -173,6 +185,7 @@ impl fmt::Display for Error {
             ErrorKind::AddrInUse => write!(f, "address already in use: {}", self.source),
             ErrorKind::Bind => write!(f, "cannot listen: {}", self.source),
             ErrorKind::Poll => write!(f, "event loop failed: {}", self.source),
+            ErrorKind::Activation => write!(f, "socket activation: {}", self.source),
         }
     }
 }

@@ -23,6 +23,8 @@
 //!  policy   main.rs (the `keel` CLI)        static_files/ (a Handler serving a directory)
 //!  API      server.rs handler.rs request.rs response.rs shutdown.rs config.rs error.rs header.rs
 //!  engine   reactor.rs -> conn/ -> parse.rs  encode.rs  sys.rs (the only unsafe: libc calls)
+//!           listener.rs (TCP and Unix listeners, socket activation)  notify.rs (sd_notify)
+//!           access_log.rs (buffered, one write per turn)
 //! ```
 //!
 //! The handler runs on the server's thread: no `Send`/`Sync` bounds, and it
@@ -46,13 +48,17 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(rust_2018_idioms)]
 
+mod access_log;
 mod config;
 mod conn;
 mod encode;
 mod error;
 mod handler;
 pub mod header;
+mod listener;
+mod notify;
 mod parse;
+mod privileges;
 mod ratelimit;
 mod reactor;
 mod request;
@@ -64,9 +70,12 @@ mod static_files;
 pub mod supervisor;
 mod sys;
 
+pub use access_log::{AccessLog, LogFormat};
 pub use config::Config;
 pub use error::{Error, ErrorCode, ErrorKind};
 pub use handler::Handler;
+pub use listener::{activated_listeners, ListenAddr, Listener, PeerAddr};
+pub use privileges::{drop_privileges, PrivilegeError, Privileges};
 pub use request::{Request, Version};
 pub use response::{Body, HeaderText, Response};
 pub use server::{Report, Server, Stats};

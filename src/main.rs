@@ -10,7 +10,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use keelhttp::{Config, ErrorKind, Server, StaticFiles, StaticOptions};
+use keelhttp::{
+    AccessLog, Config, ErrorKind, ListenAddr, Listener, LogFormat, Privileges, Server, StaticFiles,
+    StaticOptions,
+};
 
 const USAGE: &str = "\
 keel - serve a directory over HTTP/1.1
@@ -23,6 +26,12 @@ Arguments:
 Options:
   -p, --port N      TCP port [default: 8080]
   -a, --addr IP     address to listen on, IPv4 or IPv6 [default: 0.0.0.0; use :: for IPv6]
+      --listen ADDR listen on ADDR (repeatable): IP:PORT, [IPv6]:PORT or
+                    unix:PATH; replaces the --addr/--port default unless
+                    those are given too. Sockets passed by systemd (socket
+                    activation, LISTEN_FDS) replace all of these.
+      --socket-mode MODE
+                    file mode of the unix: sockets keel binds, octal [default: from umask]
       --max-connections N
                     connections served at once; past it a few more get a fast
                     503 with Retry-After, the rest wait [default: from RLIMIT_NOFILE]
@@ -35,11 +44,20 @@ Options:
       --drain-timeout SECS
                     on SIGTERM/SIGINT, how long responses in flight may take to
                     finish before they are cut [default: 10]
+      --user NAME[:GROUP]
+                    after binding (so ports below 1024 work), run as NAME
+                    (and GROUP) and drop root for good
+      --chroot DIR  after binding, chroot(2) to DIR (needs root)
       --status-path PATH
                     answer PATH with JSON counters (503 draining during shutdown) [default: off]
       --workers N|auto
                     serve with N worker processes under a supervisor that restarts
                     them; auto: one per CPU we may run on [default: 1, no supervisor]
+      --access-log FILE
+                    append one line per request to FILE; SIGUSR1 reopens it
+                    (for logrotate) [default: stderr, unless RUST_LOG=warn]
+      --log-format common|combined
+                    access log format (NCSA Common or Combined) [default: combined]
 
 Files:
       --index NAMES     comma-separated index files for directories [default: index.html]
@@ -54,15 +72,17 @@ Files:
   -V, --version     print the version
 
 Signals: SIGTERM or SIGINT drains (the listener closes at once, responses in
-flight finish); a second one stops at once. SIGHUP is ignored, except with
---workers: it starts a new generation of workers (re-reading the binary and
-the command line's files), then drains the old one.
+flight finish); a second one stops at once. SIGUSR1 reopens the access log
+file. SIGHUP is ignored, except with --workers: it starts a new generation
+of workers (re-reading the binary and the command line's files), then
+drains the old one.
 
 Exit status: 0 after a clean stop; 1 on a runtime error (e.g. the port is in
 use); 2 on bad usage; 3 when the drain deadline passed (or a second signal
 came) and connections were cut.
 
-Logging: RUST_LOG=warn silences the access log; RUST_LOG=debug shows more.
+Logging: RUST_LOG=warn silences the access log on stderr (not a --access-log
+file); RUST_LOG=debug shows more.
 ";
 
 /// Exit status when the drain had to cut connections.
@@ -72,6 +92,13 @@ struct Args {
     dir: PathBuf,
     addr: IpAddr,
     port: u16,
+    /// `--addr` or `--port` was given: listen there even with `--listen`.
+    addr_given: bool,
+    listen: Vec<String>,
+    socket_mode: Option<u32>,
+    privileges: Privileges,
+    access_log: Option<PathBuf>,
+    log_format: LogFormat,
     config: Config,
     files: StaticOptions,
     /// `--workers`: run a supervisor with this many workers.
@@ -99,7 +126,14 @@ fn main() -> ExitCode {
     };
     init_logger(generation.map(|_| std::process::id()));
     match (generation, args.workers) {
-        (Some(g), _) => run_worker(&args, g),
+        (Some(g), _) => {
+            // A worker is a socket-activated keel (the supervisor set
+            // LISTEN_FDS), sharing its sockets with the other workers.
+            let mut args = args;
+            args.config.generation = Some(g);
+            args.config.shared_listener = true;
+            run(&args)
+        }
         (None, Some(n)) => supervise(&args, n),
         (None, None) => run(&args),
     }
@@ -109,6 +143,12 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut dir = None;
     let mut addr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     let mut port = 8080u16;
+    let mut addr_given = false;
+    let mut listen = Vec::new();
+    let mut socket_mode = None;
+    let mut privileges = Privileges::default();
+    let mut access_log = None;
+    let mut log_format = LogFormat::default();
     let mut config = Config::default();
     let mut files = StaticOptions::default();
     let mut workers = None;
@@ -135,11 +175,27 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "-p" | "--port" => {
                 let v = value("--port")?;
                 port = v.parse().map_err(|_| format!("invalid port '{v}'"))?;
+                addr_given = true;
             }
             "-a" | "--addr" => {
                 let v = value("--addr")?;
                 let v = v.trim_start_matches('[').trim_end_matches(']');
                 addr = v.parse().map_err(|_| format!("invalid address '{v}'"))?;
+                addr_given = true;
+            }
+            "--listen" => {
+                let v = value("--listen")?;
+                check_listen(&v)?;
+                listen.push(v);
+            }
+            "--socket-mode" => {
+                let v = value("--socket-mode")?;
+                socket_mode = Some(
+                    u32::from_str_radix(&v, 8)
+                        .ok()
+                        .filter(|m| *m <= 0o7777)
+                        .ok_or_else(|| format!("invalid octal file mode '{v}', e.g. 0660"))?,
+                );
             }
             "--max-connections" => {
                 let v = value("--max-connections")?;
@@ -153,6 +209,14 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--idle-timeout" => config.idle_timeout = positive(seconds(&value(&flag)?)?)?,
             "--stall-timeout" => config.stall_timeout = positive(seconds(&value(&flag)?)?)?,
             "--drain-timeout" => config.drain_timeout = seconds(&value(&flag)?)?,
+            "--access-log" => access_log = Some(PathBuf::from(value("--access-log")?)),
+            "--log-format" => {
+                let v = value("--log-format")?;
+                log_format = LogFormat::parse(&v)
+                    .ok_or_else(|| format!("--log-format is common or combined: '{v}'"))?;
+            }
+            "--user" => privileges.user = Some(value("--user")?),
+            "--chroot" => privileges.chroot = Some(PathBuf::from(value("--chroot")?)),
             "--status-path" => {
                 let v = value("--status-path")?;
                 if !v.starts_with('/') {
@@ -214,10 +278,36 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
         dir: dir.unwrap_or_else(|| PathBuf::from(".")),
         addr,
         port,
+        addr_given,
+        listen,
+        socket_mode,
+        privileges,
+        access_log,
+        log_format,
         config,
         files,
         workers,
     })))
+}
+
+/// `unix:PATH` with a path, or `HOST:PORT`; resolving and binding come later
+/// (a failure there is a runtime error, exit status 1).
+fn check_listen(v: &str) -> Result<(), String> {
+    match v.strip_prefix("unix:") {
+        Some("") => Err(format!(
+            "--listen unix: needs a path, e.g. unix:/run/keel.sock: '{v}'"
+        )),
+        Some(_) => Ok(()),
+        None if v
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) =>
+        {
+            Ok(())
+        }
+        None => Err(format!(
+            "--listen takes IP:PORT, [IPv6]:PORT or unix:PATH: '{v}'"
+        )),
+    }
 }
 
 /// A timeout that would cut every connection at once is a mistake.
@@ -243,85 +333,58 @@ fn run(args: &Args) -> ExitCode {
         Ok(h) => h,
         Err(e) => return fail(&format!("cannot serve {}: {e}", args.dir.display())),
     };
-    let addr = SocketAddr::new(args.addr, args.port);
-    let server = match Server::bind(addr, args.config.clone()) {
-        Ok(s) => s,
-        Err(e) if e.kind() == ErrorKind::AddrInUse => {
-            return fail(&format!("port {} is in use (on {addr})", args.port))
-        }
-        Err(e) => return fail(&format!("cannot listen on {addr}: {}", e.io_error())),
-    };
-    serve(server, handler)
-}
-
-/// `--workers N`: bind here, then supervise N workers that serve these
-/// sockets. The directory is checked first, so a typo is one clear error
-/// rather than a crash loop.
-fn supervise(args: &Args, workers: usize) -> ExitCode {
-    if let Err(e) = StaticFiles::with_options(&args.dir, args.files.clone()) {
-        return fail(&format!("cannot serve {}: {e}", args.dir.display()));
-    }
-    let addr = SocketAddr::new(args.addr, args.port);
-    // mio's bind: SO_REUSEADDR and a backlog of 1024, like Server::bind.
-    let listener = match mio::net::TcpListener::bind(addr) {
+    let listeners = match listeners(args) {
         Ok(l) => l,
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            return fail(&format!("port {} is in use (on {addr})", args.port))
+        Err(msg) => return fail(&msg),
+    };
+    let mut server = match Server::from_listeners(listeners, args.config.clone()) {
+        Ok(s) => s,
+        Err(e) => return fail(&e.to_string()),
+    };
+    // The access log: a file if asked for, else stderr unless RUST_LOG
+    // silences it (decided once, here). Either way the engine's buffered
+    // writer: one write per loop turn, never blocking the loop.
+    let log = match &args.access_log {
+        Some(path) => match AccessLog::file(path, args.log_format) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                return fail(&format!(
+                    "cannot open the access log {}: {e}",
+                    path.display()
+                ))
+            }
+        },
+        None if log::log_enabled!(target: "keelhttp::access", log::Level::Info) => {
+            AccessLog::stderr(args.log_format).ok()
         }
-        Err(e) => return fail(&format!("cannot listen on {addr}: {e}")),
+        None => None,
     };
-    if let Ok(a) = listener.local_addr() {
-        log::info!("listening on http://{a}/ with {workers} workers");
+    if let Some(log) = log {
+        server.set_access_log(log);
     }
-    let fd: std::os::fd::OwnedFd = listener.into();
-    let sup = match keelhttp::Supervisor::new(workers, vec![(fd, "http".into())]) {
-        Ok(s) => s,
-        Err(e) => return fail(&format!("cannot start the supervisor: {e}")),
-    };
-    match sup.run() {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => fail(&format!("supervisor failed: {e}")),
+    match server.notify_from_env() {
+        Ok(true) => log::debug!("reporting to the service manager (NOTIFY_SOCKET)"),
+        Ok(false) => {}
+        Err(e) => return fail(&format!("NOTIFY_SOCKET: {e}")),
     }
-}
-
-/// A worker of a `--workers` supervisor: a socket-activated keel.
-fn run_worker(args: &Args, generation: u64) -> ExitCode {
-    let handler = match StaticFiles::with_options(&args.dir, args.files.clone()) {
-        Ok(h) => h,
-        Err(e) => return fail(&format!("cannot serve {}: {e}", args.dir.display())),
-    };
-    let mut config = args.config.clone();
-    config.generation = Some(generation);
-    config.shared_listener = true;
-    // PLACEHOLDER until branch `svc` (issue 10) is merged: its activation
-    // helper parses and checks LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES and
-    // serves every listener. Here only fd 3, a TCP listener, is taken.
-    let server = match inherited_listener().and_then(|l| {
-        Server::from_listener(l, config).map_err(|e| std::io::Error::other(e.to_string()))
-    }) {
-        Ok(s) => s,
-        Err(e) => return fail(&format!("worker: no listening socket: {e}")),
-    };
-    serve(server, handler)
-}
-
-/// PLACEHOLDER (see `run_worker`).
-fn inherited_listener() -> std::io::Result<std::net::TcpListener> {
-    use std::os::fd::FromRawFd;
-    for k in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-        std::env::remove_var(k);
+    // Everything that needs root (ports below 1024, the served directory,
+    // the log file) is open: become the unprivileged user now, before any
+    // thread starts and before the first request.
+    if let Err(e) = keelhttp::drop_privileges(&args.privileges) {
+        return fail(&e.to_string());
     }
-    // SAFETY: placeholder; the supervisor put a listening socket at fd 3.
-    #[allow(unsafe_code)]
-    let l = unsafe { std::net::TcpListener::from_raw_fd(3) };
-    Ok(l)
-}
-
-fn serve(server: Server, handler: StaticFiles) -> ExitCode {
+    let addrs: Vec<String> = server
+        .listen_addrs()
+        .iter()
+        .map(|a| match a {
+            ListenAddr::Ip(ip) => format!("http://{ip}/"),
+            other => other.to_string(),
+        })
+        .collect();
     log::info!(
-        "serving {} on http://{}/",
+        "serving {} on {}",
         handler.root().display(),
-        server.local_addr()
+        addrs.join(", ")
     );
     if let Err(e) = keelhttp::stop_on_signals(server.shutdown_handle()) {
         return fail(&format!("cannot set up signal handling: {e}"));
@@ -334,6 +397,76 @@ fn serve(server: Server, handler: StaticFiles) -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }
+}
+
+/// `--workers N`: bind here (or take the sockets systemd passed), then
+/// supervise N workers that serve them. The directory is checked first, so
+/// a typo is one clear error rather than a crash loop.
+fn supervise(args: &Args, workers: usize) -> ExitCode {
+    if let Err(e) = StaticFiles::with_options(&args.dir, args.files.clone()) {
+        return fail(&format!("cannot serve {}: {e}", args.dir.display()));
+    }
+    let listeners = match listeners(args) {
+        Ok(l) => l,
+        Err(msg) => return fail(&msg),
+    };
+    let mut fds = Vec::with_capacity(listeners.len());
+    for l in listeners {
+        let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        log::info!("listening on {addr} with {workers} workers");
+        let name = l.name().unwrap_or("http").to_string();
+        fds.push((std::os::fd::OwnedFd::from(l), name));
+    }
+    let sup = match keelhttp::Supervisor::new(workers, fds) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("cannot start the supervisor: {e}")),
+    };
+    match sup.run() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(&format!("supervisor failed: {e}")),
+    }
+}
+
+/// The sockets to serve: those systemd passed (socket activation), else the
+/// `--listen` addresses plus `--addr/--port` (the default when no `--listen`).
+fn listeners(args: &Args) -> Result<Vec<Listener>, String> {
+    let activated = keelhttp::activated_listeners().map_err(|e| e.to_string())?;
+    if !activated.is_empty() {
+        for l in &activated {
+            let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            log::info!(
+                "socket activation: {addr} ({})",
+                l.name().unwrap_or("unnamed")
+            );
+        }
+        // A worker's command line is its supervisor's: no news there.
+        if (!args.listen.is_empty() || args.addr_given) && args.config.generation.is_none() {
+            log::warn!("sockets passed by the service manager replace --listen/--addr/--port");
+        }
+        return Ok(activated);
+    }
+    let mut out = Vec::new();
+    if args.listen.is_empty() || args.addr_given {
+        let addr = SocketAddr::new(args.addr, args.port);
+        out.push(Listener::bind_tcp(addr).map_err(|e| {
+            if e.kind() == ErrorKind::AddrInUse {
+                format!("port {} is in use (on {addr})", args.port)
+            } else {
+                format!("cannot listen on {addr}: {}", e.io_error())
+            }
+        })?);
+    }
+    for spec in &args.listen {
+        let bound = match spec.strip_prefix("unix:") {
+            Some(path) => Listener::bind_unix(path, args.socket_mode),
+            None => Listener::bind(spec),
+        };
+        out.push(bound.map_err(|e| match e.kind() {
+            ErrorKind::AddrInUse => format!("{spec} is in use: {}", e.io_error()),
+            _ => format!("cannot listen on {spec}: {}", e.io_error()),
+        })?);
+    }
+    Ok(out)
 }
 
 fn fail(msg: &str) -> ExitCode {

@@ -1,27 +1,31 @@
 //! The event loop: one `mio::Poll`, a `Slab` of connections keyed by token,
-//! the listener and the waker on fixed tokens, one timer heap, a local queue
+//! the listeners (each on a token of its own) and the waker on fixed tokens, one timer heap, a local queue
 //! for work that no new edge will announce, and the drain.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
-use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::access_log::Writer;
 use crate::conn::{Conn, Ctx, Pool};
 use crate::encode::DateCache;
+use crate::listener::{ListenAddr, Listener, MioListener, Stream};
+use crate::notify::Notifier;
 use crate::ratelimit::{LogLimit, Logs, Suppressed};
 use crate::shutdown::{Shared, DRAIN, NOW};
 use crate::{Config, Error, Handler, Report, Stats};
 
-const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
+/// Listener `i` is on token `LISTENERS - i` (slab keys never come near).
+const LISTENERS: usize = usize::MAX - 2;
+const MAX_LISTENERS: usize = 1 << 16;
 /// Accepts per turn before the loop serves its existing connections again.
 const ACCEPTS_PER_TURN: usize = 128;
 /// Back-off before accepting again after `EMFILE` and friends.
@@ -39,9 +43,10 @@ enum Life {
 pub(crate) struct Reactor {
     poll: Poll,
     events: Events,
-    listener: Option<TcpListener>,
-    local_addr: SocketAddr,
-    conns: Slab<Conn<TcpStream>>,
+    /// The listening sockets; emptied when the drain begins.
+    listeners: Vec<Listening>,
+    addrs: Vec<ListenAddr>,
+    conns: Slab<Conn<Stream>>,
     /// (deadline, slot): at most about one live entry per connection; see
     /// `arm`. Stale entries are recognised by `Conn::armed` and skipped.
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
@@ -56,24 +61,60 @@ pub(crate) struct Reactor {
     pub(crate) shared: Arc<Shared>,
     life: Life,
     now: Instant,
-    /// The listener said readable and `accept` has not yet hit `WouldBlock`.
+    /// Some listener said readable and `accept` has not yet hit `WouldBlock`
+    /// on it (each listener keeps its own flag).
     accept_pending: bool,
     accept_retry_at: Option<Instant>,
     drained: usize,
     forced: usize,
+    /// sd_notify (service manager), when asked for: see `notify.rs`.
+    notify: Option<Notifier>,
+    /// The buffered access log, if set: flushed once at the end of each turn.
+    access_log: Option<Writer>,
+}
+
+/// One listening socket and whether it may have connections queued.
+#[derive(Debug)]
+struct Listening {
+    socket: MioListener,
+    pending: bool,
 }
 
 impl Reactor {
-    pub(crate) fn new(listener: TcpListener, config: Config) -> Result<Reactor, Error> {
+    pub(crate) fn new(listeners: Vec<Listener>, config: Config) -> Result<Reactor, Error> {
         let poll = Poll::new().map_err(Error::poll)?;
-        let local_addr = listener.local_addr().map_err(Error::bind)?;
-        register_listener(&poll, &listener).map_err(Error::poll)?;
+        if listeners.is_empty() || listeners.len() > MAX_LISTENERS {
+            return Err(Error::bind(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a server needs at least one listener (and not more than 65536)",
+            )));
+        }
+        let mut listening = Vec::with_capacity(listeners.len());
+        let mut addrs = Vec::with_capacity(listeners.len());
+        for (i, l) in listeners.into_iter().enumerate() {
+            let name = l.name().map(str::to_string);
+            let socket = l.into_mio().map_err(Error::bind)?;
+            let addr = socket.local_addr().ok_or_else(|| {
+                Error::bind(io::Error::new(io::ErrorKind::InvalidInput, "no address"))
+            })?;
+            register_listener(&poll, &socket, Token(LISTENERS - i)).map_err(Error::poll)?;
+            match name {
+                Some(n) => debug!("listening on {addr} ({n})"),
+                None => debug!("listening on {addr}"),
+            }
+            addrs.push(addr);
+            // Connections may have queued before the first poll.
+            listening.push(Listening {
+                socket,
+                pending: true,
+            });
+        }
         let waker = mio::Waker::new(poll.registry(), WAKER).map_err(Error::poll)?;
         Ok(Reactor {
             poll,
             events: Events::with_capacity(256),
-            listener: Some(listener),
-            local_addr,
+            listeners: listening,
+            addrs,
             conns: Slab::new(),
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
@@ -91,11 +132,25 @@ impl Reactor {
             accept_retry_at: None,
             drained: 0,
             forced: 0,
+            notify: None,
+            access_log: None,
         })
     }
 
+    /// The first TCP listener's address (`0.0.0.0:0` if there is none).
     pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.addrs
+            .iter()
+            .find_map(|a| match a {
+                ListenAddr::Ip(a) => Some(*a),
+                ListenAddr::Unix(_) => None,
+            })
+            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+    }
+
+    /// Every listener's address, in the order given.
+    pub(crate) fn addrs(&self) -> &[ListenAddr] {
+        &self.addrs
     }
 
     pub(crate) fn report(&self) -> Report {
@@ -119,11 +174,13 @@ impl Reactor {
         if self.check_finished() {
             return Ok(false);
         }
+        self.notify_tick(); // READY=1 on the first turn; watchdog pings
         let timeout = self.next_timeout(timeout);
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         let polled = self.poll.poll(&mut events, timeout);
         self.now = Instant::now();
         self.date.update(SystemTime::now());
+        self.notify_tick();
         match polled {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
@@ -134,8 +191,14 @@ impl Reactor {
         }
         for ev in events.iter() {
             match ev.token() {
-                LISTENER => self.accept_pending = true,
                 WAKER => {} // the shutdown state is re-read below
+                Token(t) if t > LISTENERS - MAX_LISTENERS => {
+                    let i = LISTENERS.checked_sub(t).unwrap_or(usize::MAX);
+                    if let Some(l) = self.listeners.get_mut(i) {
+                        l.pending = true;
+                        self.accept_pending = true;
+                    }
+                }
                 Token(key) => {
                     if let Some(conn) = self.conns.get_mut(key) {
                         // Errors and hang-ups are hints: the next read or
@@ -167,10 +230,11 @@ impl Reactor {
             }
         }
         self.fire_timers();
+        self.flush_access_log();
         Ok(true)
     }
 
-    fn ctx(&mut self) -> (&mut Slab<Conn<TcpStream>>, Ctx<'_>) {
+    fn ctx(&mut self) -> (&mut Slab<Conn<Stream>>, Ctx<'_>) {
         let draining = matches!(self.life, Life::Draining { .. });
         let connections = self.conns.len();
         (
@@ -186,6 +250,7 @@ impl Reactor {
                 shutdown: &self.shared,
                 connections,
                 started: self.started,
+                access_log: self.access_log.as_mut(),
             },
         )
     }
@@ -284,14 +349,17 @@ impl Reactor {
         if let Life::Draining { deadline } = self.life {
             consider(deadline);
         }
-        if let (Some(at), Some(_)) = (self.accept_retry_at, &self.listener) {
+        if let Some(at) = self.notify.as_ref().and_then(Notifier::deadline) {
+            consider(at);
+        }
+        if let (Some(at), false) = (self.accept_retry_at, self.listeners.is_empty()) {
             consider(at);
         }
         t
     }
 
     fn can_accept(&self) -> bool {
-        self.listener.is_some()
+        !self.listeners.is_empty()
             && self.conns.len() < self.accept_limit()
             && self.accept_retry_at.is_none_or(|at| at <= self.now)
     }
@@ -310,24 +378,33 @@ impl Reactor {
         let before = self.stats.accepted;
         self.accept_some(handler);
         if self.config.shared_listener && self.stats.accepted != before {
-            if let Some(l) = &self.listener {
-                take_turns(&self.poll, l);
+            for (i, l) in self.listeners.iter().enumerate() {
+                take_turns(&self.poll, &l.socket, Token(LISTENERS - i));
             }
         }
     }
 
     fn accept_some<H: Handler>(&mut self, handler: &mut H) {
         self.accept_retry_at = None;
+        // Round-robin over the listeners with connections queued, so one
+        // busy listener cannot starve the others.
+        let mut i = 0;
         for _ in 0..ACCEPTS_PER_TURN {
             if self.conns.len() >= self.accept_limit() {
                 // Left in the kernel's queue; retried when a slot frees.
                 return;
             }
             let overloaded = self.conns.len() >= self.config.max_connections;
-            let Some(listener) = &self.listener else {
+            let n = self.listeners.len();
+            let Some(at) = (0..n)
+                .map(|k| (i + k) % n)
+                .find(|&k| self.listeners[k].pending)
+            else {
+                self.accept_pending = false;
                 return;
             };
-            match listener.accept() {
+            i = at + 1;
+            match self.listeners[at].socket.accept() {
                 Ok((mut stream, peer)) => {
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
@@ -341,7 +418,7 @@ impl Reactor {
                     }
                     entry.insert(Conn::new(
                         stream,
-                        Some(peer),
+                        peer, // None: a Unix-socket peer
                         self.now,
                         &self.config,
                         overloaded,
@@ -350,8 +427,7 @@ impl Reactor {
                     self.drive(key, handler);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_pending = false;
-                    return;
+                    self.listeners[at].pending = false;
                 }
                 Err(e)
                     if e.kind() == io::ErrorKind::Interrupted
@@ -392,6 +468,9 @@ impl Reactor {
                 deadline: crate::conn::deadline_after(self.now, self.config.drain_timeout),
             };
             info!("draining {} connections", self.conns.len());
+            if let (Some(n), Life::Draining { deadline }) = (&mut self.notify, self.life) {
+                n.stopping(self.now, self.conns.len(), deadline);
+            }
             let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
             for key in keys {
                 let (conns, mut ctx) = self.ctx();
@@ -407,10 +486,46 @@ impl Reactor {
         // timeout at zero.
         self.accept_retry_at = None;
         self.accept_pending = false;
-        if let Some(l) = self.listener.take() {
-            deregister_listener(&self.poll, &l);
-            debug!("listener on {} closed", self.local_addr);
+        for (l, addr) in self.listeners.drain(..).zip(&self.addrs) {
+            deregister_listener(&self.poll, &l.socket);
+            debug!("listener on {addr} closed");
         }
+    }
+
+    /// Reports to the service manager from the loop itself: `READY=1` once
+    /// (every listener is registered, so accepting), then whatever is due
+    /// (a watchdog ping, a drain report).
+    fn notify_tick(&mut self) {
+        let Some(n) = &mut self.notify else {
+            return;
+        };
+        match self.life {
+            Life::Running => {
+                n.ready(self.now, self.listeners.len());
+                n.tick(self.now, self.conns.len(), None);
+            }
+            Life::Draining { deadline } => n.tick(self.now, self.conns.len(), Some(deadline)),
+            Life::Stopped => {}
+        }
+    }
+
+    /// The turn's access log lines in one write; a reopen if one was asked.
+    fn flush_access_log(&mut self) {
+        if let Some(w) = &mut self.access_log {
+            w.flush();
+            if self.shared.take_reopen() {
+                w.reopen();
+            }
+            self.stats.log_dropped = w.dropped;
+        }
+    }
+
+    pub(crate) fn set_access_log(&mut self, w: Writer) {
+        self.access_log = Some(w);
+    }
+
+    pub(crate) fn set_notifier(&mut self, n: Notifier) {
+        self.notify = Some(n);
     }
 
     /// Whether the server has stopped (a drain that finished or timed out).
@@ -435,6 +550,9 @@ impl Reactor {
                     self.drained, self.forced
                 );
                 self.life = Life::Stopped;
+                if let Some(n) = &mut self.notify {
+                    n.stopped();
+                }
                 true
             }
         }
@@ -454,16 +572,16 @@ impl Reactor {
 // Nothing is lost meanwhile: the add reports a connection already waiting.
 // README "Balancing" has the measurements behind this choice.
 
-fn register_listener(poll: &Poll, l: &TcpListener) -> io::Result<()> {
+fn register_listener(poll: &Poll, l: &MioListener, token: Token) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    crate::sys::epoll_add_exclusive(poll.as_raw_fd(), l.as_raw_fd(), LISTENER.0 as u64)
+    crate::sys::epoll_add_exclusive(poll.as_raw_fd(), l.as_raw_fd(), token.0 as u64)
 }
 
 /// Registered with `epoll_ctl` directly (mio has no `EPOLLEXCLUSIVE`), so
 /// removed the same way. Required before closing: a listener shared with
 /// other processes stays open, and its registration would keep stealing
 /// wake-ups from the workers that still accept.
-fn deregister_listener(poll: &Poll, l: &TcpListener) {
+fn deregister_listener(poll: &Poll, l: &MioListener) {
     use std::os::fd::AsRawFd;
     if let Err(e) = crate::sys::epoll_del(poll.as_raw_fd(), l.as_raw_fd()) {
         warn!("cannot deregister the listener: {e}");
@@ -471,9 +589,9 @@ fn deregister_listener(poll: &Poll, l: &TcpListener) {
 }
 
 /// To the back of the listener's wait queue (see above).
-fn take_turns(poll: &Poll, l: &TcpListener) {
+fn take_turns(poll: &Poll, l: &MioListener, token: Token) {
     deregister_listener(poll, l);
-    if let Err(e) = register_listener(poll, l) {
+    if let Err(e) = register_listener(poll, l, token) {
         warn!("cannot re-register the listener: {e}");
     }
 }

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use crate::PeerAddr;
+
 /// The HTTP version of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -109,9 +111,19 @@ impl<'a> Request<'a> {
         self.body
     }
 
-    /// The client's address, when the socket knows it.
+    /// The client's IP address and port; `None` for a client on a Unix
+    /// socket (see [`Request::peer`]).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer
+    }
+
+    /// Who sent the request: an IP peer, or [`PeerAddr::Unix`] for a client
+    /// on a Unix stream socket.
+    pub fn peer(&self) -> PeerAddr {
+        match self.peer {
+            Some(a) => PeerAddr::Ip(a),
+            None => PeerAddr::Unix,
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::reactor::Reactor;
 use crate::shutdown::ShutdownHandle;
-use crate::{Config, Error, Handler};
+use crate::{AccessLog, Config, Error, Handler, ListenAddr, Listener};
 
 /// Counters kept by the server loop.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,6 +30,9 @@ pub struct Stats {
     pub rejected: u64,
     /// Handler panics (each answered with a 500).
     pub panics: u64,
+    /// Access log lines dropped because the log could not take them (a full
+    /// disk, a reader that does not keep up).
+    pub log_dropped: u64,
 }
 
 /// What `run` returns when the server has stopped.
@@ -66,20 +69,7 @@ impl Server {
     /// No address could be bound ([`ErrorKind::AddrInUse`](crate::ErrorKind)
     /// when the port is taken), or the poller could not be created.
     pub fn bind(addr: impl ToSocketAddrs, config: Config) -> Result<Server, Error> {
-        let mut last = None;
-        for a in addr.to_socket_addrs().map_err(Error::bind)? {
-            match mio::net::TcpListener::bind(a) {
-                Ok(l) => {
-                    return Ok(Server {
-                        reactor: Reactor::new(l, config)?,
-                    })
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(Error::bind(last.unwrap_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
-        })))
+        Server::from_listeners(vec![Listener::bind_tcp(addr)?], config)
     }
 
     /// Serves on a listener the caller bound (and perhaps inherited).
@@ -87,17 +77,73 @@ impl Server {
     /// # Errors
     /// The listener cannot be made non-blocking or registered.
     pub fn from_listener(listener: std::net::TcpListener, config: Config) -> Result<Server, Error> {
-        listener.set_nonblocking(true).map_err(Error::bind)?;
-        let l = mio::net::TcpListener::from_std(listener);
+        Server::from_listeners(vec![Listener::from(listener)], config)
+    }
+
+    /// Serves on several listeners at once (TCP and Unix, bound with
+    /// [`Listener::bind`] or inherited with
+    /// [`activated_listeners`](crate::activated_listeners)), each on a token
+    /// of its own in the one loop.
+    ///
+    /// ```
+    /// use keelhttp::{Config, Listener, Server};
+    /// let v4 = Listener::bind("127.0.0.1:0")?;
+    /// let unix = Listener::bind_unix(std::env::temp_dir().join("keel-doc.sock"), Some(0o660))?;
+    /// let server = Server::from_listeners(vec![v4, unix], Config::default())?;
+    /// assert_eq!(server.listen_addrs().len(), 2);
+    /// # Ok::<(), keelhttp::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The list is empty, a listener cannot be made non-blocking or
+    /// registered, or the poller cannot be created.
+    pub fn from_listeners(listeners: Vec<Listener>, config: Config) -> Result<Server, Error> {
         Ok(Server {
-            reactor: Reactor::new(l, config)?,
+            reactor: Reactor::new(listeners, config)?,
         })
     }
 
     /// The address the server listens on (with the real port after binding
-    /// port 0).
+    /// port 0): its first TCP listener's, or `0.0.0.0:0` when it listens on
+    /// Unix sockets only (see [`Server::listen_addrs`]).
     pub fn local_addr(&self) -> SocketAddr {
         self.reactor.local_addr()
+    }
+
+    /// Every address the server listens on, in the order given.
+    pub fn listen_addrs(&self) -> &[ListenAddr] {
+        self.reactor.addrs()
+    }
+
+    /// Reports to a service manager (systemd `Type=notify`) when
+    /// `NOTIFY_SOCKET` is set: `READY=1` once the loop runs (every listener
+    /// accepting), `STATUS=` lines, `STOPPING=1` and `EXTEND_TIMEOUT_USEC`
+    /// during a drain, and, when `WATCHDOG_USEC` is set (for this process,
+    /// per `WATCHDOG_PID`), `WATCHDOG=1` at half that period, sent by the
+    /// event loop itself: a handler that blocks the loop stops the pings and
+    /// the manager restarts the service. The variables are removed from the
+    /// environment. Returns whether notification is on.
+    ///
+    /// Call it before other threads start (it changes the environment).
+    ///
+    /// # Errors
+    /// `NOTIFY_SOCKET` is not an absolute path or `@name`, `WATCHDOG_USEC`
+    /// is not a number, or the datagram socket cannot be created.
+    pub fn notify_from_env(&mut self) -> std::io::Result<bool> {
+        match crate::notify::Notifier::from_env()? {
+            Some(n) => {
+                self.reactor.set_notifier(n);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Logs every request to `log` (a file or stderr), buffered and written
+    /// once per loop turn. Without it, each request is logged through the
+    /// `log` crate (target `keelhttp::access`, level `info`).
+    pub fn set_access_log(&mut self, log: AccessLog) {
+        self.reactor.set_access_log(log.into_writer());
     }
 
     /// A handle that stops the server from any thread.

@@ -1,6 +1,6 @@
 //! [`ShutdownHandle`]: begins a graceful drain from any thread.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
 pub(crate) const RUNNING: u8 = 0;
@@ -10,6 +10,8 @@ pub(crate) const NOW: u8 = 2;
 #[derive(Debug)]
 pub(crate) struct Shared {
     state: AtomicU8,
+    /// The access log should be reopened (SIGUSR1).
+    reopen: AtomicBool,
     waker: mio::Waker,
 }
 
@@ -17,6 +19,7 @@ impl Shared {
     pub(crate) fn new(waker: mio::Waker) -> Shared {
         Shared {
             state: AtomicU8::new(RUNNING),
+            reopen: AtomicBool::new(false),
             waker,
         }
     }
@@ -33,6 +36,17 @@ impl Shared {
     /// request can never be missed between a check and a wait.
     pub(crate) fn requested(&self) -> u8 {
         self.state.load(Ordering::Acquire)
+    }
+
+    /// Whether a reopen was asked for since the last call.
+    pub(crate) fn take_reopen(&self) -> bool {
+        self.reopen.swap(false, Ordering::AcqRel)
+    }
+
+    fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            log::warn!("cannot wake the server loop: {e}");
+        }
     }
 
     fn request(&self, level: u8) {
@@ -75,5 +89,14 @@ impl ShutdownHandle {
     /// Stops at once: every connection is closed on the next turn of the loop.
     pub fn shutdown_now(&self) {
         self.shared.request(NOW);
+    }
+
+    /// Asks the loop to reopen its access log file (after logrotate or `mv`
+    /// moved it away); the loop does it on its next turn. Harmless without
+    /// an access log file. [`stop_on_signals`](crate::stop_on_signals)
+    /// calls it on SIGUSR1.
+    pub fn reopen_access_log(&self) {
+        self.shared.reopen.store(true, Ordering::Release);
+        self.shared.wake();
     }
 }

@@ -1,5 +1,5 @@
 //! [`stop_on_signals`]: SIGTERM and SIGINT drain the server, a second one
-//! stops it at once, SIGHUP is ignored.
+//! stops it at once, SIGUSR1 reopens the access log, SIGHUP is ignored.
 
 use std::io;
 
@@ -29,7 +29,8 @@ fn action(signal: libc::c_int, nth_stop: usize) -> SignalAction {
 }
 
 /// Routes SIGTERM and SIGINT to `handle`: the first begins a graceful
-/// drain, the second stops at once. SIGHUP is received and ignored.
+/// drain, the second stops at once. SIGUSR1 reopens the access log file
+/// ([`ShutdownHandle::reopen_access_log`]). SIGHUP is received and ignored.
 ///
 /// No signal handler is installed: the three signals are blocked in the
 /// calling thread, and a small thread waits for them with `sigwait(2)` and
@@ -50,7 +51,7 @@ fn action(signal: libc::c_int, nth_stop: usize) -> SignalAction {
 /// # Errors
 /// The signal mask cannot be changed or the thread cannot be started.
 pub fn stop_on_signals(handle: ShutdownHandle) -> io::Result<()> {
-    const SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+    const SIGNALS: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1];
     crate::sys::block_signals(&SIGNALS)?;
     std::thread::Builder::new()
         .name("keel-signals".into())
@@ -65,6 +66,10 @@ pub fn stop_on_signals(handle: ShutdownHandle) -> io::Result<()> {
                         return;
                     }
                 };
+                if sig == libc::SIGUSR1 {
+                    handle.reopen_access_log();
+                    continue;
+                }
                 if sig != libc::SIGHUP {
                     stops += 1;
                 }

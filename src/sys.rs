@@ -510,6 +510,206 @@ pub(crate) fn epoll_del(epfd: RawFd, fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// `send(2)` with `MSG_DONTWAIT | MSG_NOSIGNAL`: never blocks, never raises
+/// SIGPIPE, without changing the (shared) file status flags of `fd`.
+pub(crate) fn send_nowait(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the call; fd is the caller's.
+    cvt(unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    })
+}
+
+/// What socket activation needs to know about an inherited descriptor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SocketInfo {
+    pub(crate) is_socket: bool,
+    pub(crate) is_stream: bool,
+    pub(crate) listening: bool,
+    pub(crate) family: libc::c_int,
+}
+
+/// `fstat` plus `getsockopt(SO_TYPE, SO_ACCEPTCONN, SO_DOMAIN)` on `fd`.
+/// `EBADF` when the descriptor is not open.
+pub(crate) fn socket_info(fd: RawFd) -> io::Result<SocketInfo> {
+    // SAFETY: an all-zero stat is a valid buffer for fstat to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, exclusively borrowed stat; fstat only reads fd.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut info = SocketInfo {
+        is_socket: st.st_mode & libc::S_IFMT == libc::S_IFSOCK,
+        is_stream: false,
+        listening: false,
+        family: 0,
+    };
+    if !info.is_socket {
+        return Ok(info);
+    }
+    info.is_stream = sockopt_int(fd, libc::SO_TYPE)? == libc::SOCK_STREAM;
+    info.listening = sockopt_int(fd, libc::SO_ACCEPTCONN)? != 0;
+    info.family = sockopt_int(fd, libc::SO_DOMAIN)?;
+    Ok(info)
+}
+
+fn sockopt_int(fd: RawFd, opt: libc::c_int) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid and sized for an int option.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v)
+}
+
+/// Sets `FD_CLOEXEC` on an inherited descriptor, so no child inherits it.
+pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFD takes no argument and only reads the descriptor flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: F_SETFD with an int argument changes only this fd's flags.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes ownership of an inherited descriptor. The caller has checked it is
+/// open (`socket_info`) and nothing else in the process owns it: descriptors
+/// from 3 on passed by socket activation belong to whoever takes them, once.
+pub(crate) fn own_fd(fd: RawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: see above: open, and owned by no other object in the process.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+/// A user account from the password database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Account {
+    pub(crate) uid: libc::uid_t,
+    pub(crate) gid: libc::gid_t,
+}
+
+fn c_string(name: &str) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// `getpwnam_r(3)`: `Ok(None)` when there is no such user.
+pub(crate) fn user_by_name(name: &str) -> io::Result<Option<Account>> {
+    let cname = c_string(name)?;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid buffer for getpwnam_r to fill.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and `buf.len()` is its size;
+    // the strings in `pw` point into `buf`, which we do not read after it.
+    let r = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok((!found.is_null()).then_some(Account {
+        uid: pw.pw_uid,
+        gid: pw.pw_gid,
+    }))
+}
+
+/// `getgrnam_r(3)`: `Ok(None)` when there is no such group.
+pub(crate) fn group_by_name(name: &str) -> io::Result<Option<libc::gid_t>> {
+    let cname = c_string(name)?;
+    let mut buf = vec![0 as libc::c_char; 64 * 1024];
+    // SAFETY: an all-zero group is a valid buffer for getgrnam_r to fill.
+    let mut gr: libc::group = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: as for getpwnam_r above.
+    let r = unsafe {
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut gr,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok((!found.is_null()).then_some(gr.gr_gid))
+}
+
+fn cvt_int(r: libc::c_int) -> io::Result<()> {
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `chroot(2)` to `dir`, then `chdir("/")` inside it.
+pub(crate) fn chroot(dir: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated path for the call.
+    cvt_int(unsafe { libc::chroot(c.as_ptr()) })?;
+    // SAFETY: a static NUL-terminated path.
+    cvt_int(unsafe { libc::chdir(c"/".as_ptr()) })
+}
+
+/// Sets the supplementary groups to exactly `groups`.
+pub(crate) fn set_groups(groups: &[libc::gid_t]) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `groups`, valid for the call.
+    cvt_int(unsafe { libc::setgroups(groups.len() as _, groups.as_ptr()) })
+}
+
+/// `setgid(2)`: real, effective and saved group ids (we are privileged).
+pub(crate) fn set_gid(gid: libc::gid_t) -> io::Result<()> {
+    // SAFETY: plain integer argument.
+    cvt_int(unsafe { libc::setgid(gid) })
+}
+
+/// `setuid(2)`: real, effective and saved user ids (we are privileged).
+pub(crate) fn set_uid(uid: libc::uid_t) -> io::Result<()> {
+    // SAFETY: plain integer argument.
+    cvt_int(unsafe { libc::setuid(uid) })
+}
+
+/// (real, effective) user and group ids of the process.
+pub(crate) fn ids() -> (libc::uid_t, libc::uid_t, libc::gid_t, libc::gid_t) {
+    // SAFETY: these four calls take no arguments and cannot fail.
+    unsafe {
+        (
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

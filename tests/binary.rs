@@ -9,6 +9,7 @@ mod util;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
 use util::{
     connect, describe, pattern, read_response, request, run_keel, ChildStdout, Finished,
@@ -340,9 +341,15 @@ fn access_log_line_per_request() {
             "GET {target}"
         );
     }
-    // Close our side so the server sees EOF; the log lines were written
-    // before the responses went out.
+    // Close our side, then stop keel gracefully: the access log is buffered
+    // and written once per loop turn, so a SIGKILL could lose the last turn.
     let _ = c.shutdown(Shutdown::Both);
+    let mut keel = keel;
+    keel.signal(libc::SIGTERM);
+    assert!(
+        keel.wait_exit(Duration::from_secs(10)).is_some(),
+        "keel did not stop"
+    );
     let stderr = keel.stop();
     let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("\"GET ")).collect();
     assert_eq!(lines.len(), 3, "access log:\n{stderr}");

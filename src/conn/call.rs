@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use log::{error, info};
 
 use super::{Ctx, Info, Peer};
+use crate::access_log::Entry;
 use crate::error::ErrorCode;
 use crate::parse::{self, Head};
 use crate::ratelimit::Suppressed;
@@ -71,16 +72,32 @@ pub(super) fn call<H: Handler>(
     {
         resp.render_error_as_json();
     }
-    info!(
-        target: "keelhttp::access",
-        "{} \"{} {} {}\" {} {}",
-        Peer(peer),
-        head.method,
-        head.target,
-        head.version,
-        resp.status(),
-        resp.body().len()
-    );
+    match ctx.access_log.as_deref_mut() {
+        // The server's own buffered writer: one write per loop turn.
+        Some(w) => w.record(
+            &Entry {
+                peer,
+                method: head.method,
+                target: head.target,
+                version: head.version.as_str(),
+                status: resp.status(),
+                bytes: if info.is_head { 0 } else { resp.body().len() },
+                referer: req.header_bytes(header::REFERER),
+                user_agent: req.header_bytes(header::USER_AGENT),
+            },
+            ctx.date.secs(),
+        ),
+        None => info!(
+            target: "keelhttp::access",
+            "{} \"{} {} {}\" {} {}",
+            Peer(peer),
+            head.method,
+            head.target,
+            head.version,
+            resp.status(),
+            resp.body().len()
+        ),
+    }
     (resp, info)
 }
 
@@ -91,13 +108,14 @@ fn status_response(ctx: &Ctx<'_>) -> Response {
     let uptime = ctx.now.duration_since(ctx.started).as_secs_f64();
     let mut body = format!(
         "{{\"uptime\":{uptime:.3},\"connections\":{},\"requests\":{},\"bytes_sent\":{},\
-         \"disconnects\":{},\"timeouts\":{},\"rejected\":{},\"draining\":{}",
+         \"disconnects\":{},\"timeouts\":{},\"rejected\":{},\"log_dropped\":{},\"draining\":{}",
         ctx.connections,
         st.requests,
         st.bytes_sent,
         st.disconnects,
         st.timeouts,
         st.rejected,
+        st.log_dropped,
         ctx.draining
     );
     // Which process answered: with `--workers`, each worker has its own.

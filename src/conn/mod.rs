@@ -125,6 +125,8 @@ pub(crate) struct Ctx<'a> {
     /// Open connections, for the status endpoint.
     pub(crate) connections: usize,
     pub(crate) started: Instant,
+    /// The buffered access log, if the server has one (else `log`'s `info!`).
+    pub(crate) access_log: Option<&'a mut crate::access_log::Writer>,
 }
 
 #[derive(Debug)]
@@ -246,7 +248,7 @@ impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             Some(a) => write!(f, "{a}"),
-            None => f.write_str("-"),
+            None => f.write_str("unix"), // the only peer without an address
         }
     }
 }

@@ -97,6 +97,7 @@ impl Rig {
             shutdown: &self.shared,
             connections: 1,
             started: self.now,
+            access_log: None,
         };
         let mut handler = |req: &Request<'_>| {
             Response::text(

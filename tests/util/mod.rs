@@ -104,7 +104,7 @@ impl Resp {
 /// `Content-Length` body bytes, never more, so the next response on a
 /// keep-alive connection stays unread. `head_request`: the body is not sent
 /// (HEAD).
-pub fn read_response_to(s: &mut TcpStream, head_request: bool) -> Resp {
+pub fn read_response_to<S: Read + ?Sized>(s: &mut S, head_request: bool) -> Resp {
     let deadline = Instant::now() + 2 * IO_TIMEOUT;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
