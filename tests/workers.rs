@@ -681,3 +681,70 @@ fn bad_worker_counts_are_usage_errors() {
         assert!(err.contains("--workers"), "{err}");
     }
 }
+
+/// Read before you close: a drain that starts while a request sits unread
+/// in an idle keep-alive connection's socket answers it (with `Connection:
+/// close`) instead of closing the connection under it. In a reload this is
+/// the request a client sent to the old worker just as it began to drain.
+#[test]
+fn a_drain_answers_a_request_already_waiting_in_the_socket() {
+    use keelhttp::{Config, Request, Response};
+    use std::sync::mpsc;
+    let (hold_tx, hold_rx) = mpsc::channel::<()>();
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    let srv = util::TestServer::start(Config::default(), move |req: &Request<'_>| {
+        if req.path() == "/hold" {
+            let _ = entered_tx.send(());
+            let _ = hold_rx.recv_timeout(IO_TIMEOUT);
+        }
+        Response::text(200, req.path().to_string())
+    });
+    let mut idle = srv.connect();
+    let r = util::request(&mut idle, "GET", "/first");
+    assert_eq!(r.status, 200);
+    // The loop is held inside a handler; meanwhile a request arrives on the
+    // idle connection (on loopback it is in the socket when write returns)
+    // and the drain is asked for.
+    let mut busy = srv.connect();
+    busy.write_all(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    entered_rx.recv_timeout(IO_TIMEOUT).expect("handler entered");
+    idle.write_all(b"GET /late HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    srv.stop.shutdown();
+    hold_tx.send(()).unwrap();
+    let r = read_response(&mut busy);
+    assert_eq!(r.body, b"/hold");
+    let r = read_response(&mut idle);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"/late"[..]));
+    assert!(r.closes(), "{}", r.head);
+    let report = srv.shutdown_within(Duration::from_secs(5));
+    assert_eq!(report.forced, 0, "{report:?}");
+}
+
+/// Under a new-connection load, two workers share the work fairly (within
+/// 30/70), where a plain `EPOLLEXCLUSIVE` wake-up gives most connections to
+/// one worker. One client, one connection per request: the hardest case
+/// (README "Balancing" has the measurements).
+#[test]
+fn new_connections_are_shared_fairly_between_two_workers() {
+    let dir = docroot();
+    let sup = Supervised::start(dir.path(), 2, &[]);
+    assert_eq!(pids_serving(sup.addr, 2).len(), 2);
+    let mut counts: Vec<(u32, u32)> = Vec::new();
+    let total = 400;
+    for _ in 0..total {
+        let mut s = connect(sup.addr).unwrap();
+        s.write_all(b"GET /status HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut s);
+        let (pid, _) = pid_and_generation(&r.body).unwrap();
+        match counts.iter_mut().find(|c| c.0 == pid) {
+            Some(c) => c.1 += 1,
+            None => counts.push((pid, 1)),
+        }
+    }
+    eprintln!("shares of {total} new connections: {counts:?}");
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    for (_, n) in &counts {
+        assert!(*n >= total * 3 / 10, "unfair: {counts:?}");
+    }
+}
