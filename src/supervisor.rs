@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
+use crate::notify::Notifier;
 use crate::sys;
 
 /// The environment variable that makes a keel process a worker: the
@@ -92,6 +93,11 @@ pub struct Supervisor {
     retiring: Vec<Worker>,
     generation: u64,
     stopping: Option<Stop>,
+    /// The service manager (`NOTIFY_SOCKET`), if there is one.
+    notify: Option<Notifier>,
+    /// `READY=1` has been sent for the current generation.
+    announced: bool,
+    next_ping: Option<Instant>,
     /// Worst exit status of workers that ended during the stop.
     worst: u8,
     spawned: u64,
@@ -119,6 +125,8 @@ struct Worker {
     generation: u64,
     started: Instant,
     ready: bool,
+    /// Its last `WATCHDOG=1`.
+    last_ping: Option<Instant>,
     /// Where this worker's `NOTIFY_SOCKET` messages arrive.
     notify: Option<UnixDatagram>,
 }
@@ -166,6 +174,9 @@ impl Supervisor {
             retiring: Vec::new(),
             generation: 1,
             stopping: None,
+            notify: None,
+            announced: false,
+            next_ping: None,
             worst: 0,
             spawned: 0,
         })
@@ -184,6 +195,17 @@ impl Supervisor {
     /// Signals cannot be blocked or waited for.
     pub fn run(mut self) -> io::Result<u8> {
         sys::block_signals(&SIGNALS)?;
+        match Notifier::from_env() {
+            Ok(n) => self.notify = n,
+            Err(e) => warn!("NOTIFY_SOCKET: {e}; not reporting to the service manager"),
+        }
+        if let Some(every) = self.notify.as_ref().and_then(Notifier::ping_every) {
+            // Workers ping us at the manager's period; we ping the manager
+            // only while every worker does (see `watchdog`).
+            let usec = (every * 2).as_micros().to_string();
+            self.env.push(("WATCHDOG_USEC".into(), usec.into()));
+            self.next_ping = Some(Instant::now() + every);
+        }
         info!(
             "supervisor {}: starting {} workers",
             std::process::id(),
@@ -244,7 +266,9 @@ impl Supervisor {
         let mut promoted = false;
         for slot in &mut self.slots {
             for w in [slot.up.as_mut(), slot.next.as_mut()].into_iter().flatten() {
-                if !w.ready && w.check_ready(now) {
+                let was = w.ready;
+                w.read_messages(now);
+                if !was && w.ready {
                     debug!("worker {} (generation {}) is ready", w.pid, w.generation);
                 }
             }
@@ -264,6 +288,56 @@ impl Supervisor {
         if promoted {
             self.status();
         }
+        let all_ready = self
+            .slots
+            .iter()
+            .all(|s| s.next.is_none() && s.up.as_ref().is_some_and(|w| w.ready));
+        if all_ready && !self.announced {
+            self.announced = true;
+            let text = format!(
+                "READY=1\nSTATUS={} workers up (generation {})\nMAINPID={}",
+                self.count,
+                self.generation,
+                std::process::id()
+            );
+            self.tell(now, &text);
+        }
+        self.watchdog(now);
+    }
+
+    /// `WATCHDOG=1` to the manager every half period, but only while every
+    /// worker that is up has pinged us within the period: a wedged worker
+    /// stops the pings, and the manager restarts the service.
+    fn watchdog(&mut self, now: Instant) {
+        let (Some(at), Some(every)) = (
+            self.next_ping,
+            self.notify.as_ref().and_then(Notifier::ping_every),
+        ) else {
+            return;
+        };
+        if now < at {
+            return;
+        }
+        self.next_ping = Some(now + every);
+        let period = every * 2;
+        let silent: Vec<libc::pid_t> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.up.as_ref())
+            .filter(|w| now.duration_since(w.last_ping.unwrap_or(w.started)) > period)
+            .map(|w| w.pid)
+            .collect();
+        if silent.is_empty() {
+            self.tell(now, "WATCHDOG=1");
+        } else {
+            warn!("workers {silent:?} have not reported in; no watchdog ping");
+        }
+    }
+
+    fn tell(&mut self, now: Instant, text: &str) {
+        if let Some(n) = &mut self.notify {
+            n.send_text(now, text);
+        }
     }
 
     fn timeout(&self, now: Instant) -> Option<Duration> {
@@ -274,6 +348,9 @@ impl Supervisor {
                 consider(at);
             }
         } else {
+            if let Some(at) = self.next_ping {
+                consider(at);
+            }
             for slot in &self.slots {
                 if let Some(at) = slot.restart_at {
                     consider(at);
@@ -327,6 +404,7 @@ impl Supervisor {
                     generation,
                     started: Instant::now(),
                     ready: false,
+                    last_ping: None,
                     notify,
                 };
                 if slot.up.is_none() {
@@ -424,6 +502,12 @@ impl Supervisor {
         }
         self.generation += 1;
         info!("SIGHUP: starting generation {}", self.generation);
+        self.announced = false; // READY=1 again once the new generation is up
+        let text = format!(
+            "RELOADING=1\nSTATUS=reloading: starting generation {}",
+            self.generation
+        );
+        self.tell(Instant::now(), &text);
         for i in 0..self.slots.len() {
             if let Some(w) = self.slots[i].next.take() {
                 // A replacement from an earlier reload, still starting: the
@@ -446,7 +530,10 @@ impl Supervisor {
         });
         stop.signals += 1;
         if stop.signals == 1 {
-            info!("signal {sig}: draining {} workers", self.pids().len());
+            let n = self.pids().len();
+            info!("signal {sig}: draining {n} workers");
+            let text = format!("STOPPING=1\nSTATUS=draining {n} workers");
+            self.tell(Instant::now(), &text);
         } else {
             info!("signal {sig} again: stopping the workers now");
             stop.kill_at = Some(Instant::now() + KILL_AFTER);
@@ -459,14 +546,16 @@ impl Supervisor {
         }
     }
 
-    /// Logs how many workers are up.
-    fn status(&self) {
-        info!(
+    /// Logs how many workers are up, and tells the manager (`STATUS=`).
+    fn status(&mut self) {
+        let text = format!(
             "{} of {} workers up (generation {})",
             self.up(),
             self.count,
             self.generation
         );
+        info!("{text}");
+        self.tell(Instant::now(), &format!("STATUS={text}"));
     }
 }
 
@@ -478,19 +567,22 @@ impl Slot {
 }
 
 impl Worker {
-    /// Whether the worker has said `READY=1` (or has lived long enough to
-    /// count as ready without it).
-    fn check_ready(&mut self, now: Instant) -> bool {
+    /// Reads what the worker sent to its `NOTIFY_SOCKET`: `READY=1` makes
+    /// it ready (as does living [`READY_FALLBACK`] without it), `WATCHDOG=1`
+    /// is remembered for the supervisor's own pings.
+    fn read_messages(&mut self, now: Instant) {
         let mut buf = [0u8; 512];
         if let Some(sock) = &self.notify {
-            for _ in 0..16 {
-                match sock.recv(&mut buf) {
-                    Ok(n) => {
-                        if buf[..n].split(|&b| b == b'\n').any(|l| l == b"READY=1") {
-                            self.ready = true;
-                        }
+            for _ in 0..64 {
+                let Ok(n) = sock.recv(&mut buf) else {
+                    break; // WouldBlock: nothing more
+                };
+                for line in buf[..n].split(|&b| b == b'\n') {
+                    match line {
+                        b"READY=1" => self.ready = true,
+                        b"WATCHDOG=1" => self.last_ping = Some(now),
+                        _ => {}
                     }
-                    Err(_) => break, // WouldBlock, or nothing more to read
                 }
             }
         }
@@ -502,7 +594,6 @@ impl Worker {
             );
             self.ready = true;
         }
-        self.ready
     }
 }
 

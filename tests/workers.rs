@@ -27,6 +27,10 @@ impl Supervised {
     /// `keel DIR --workers N -a 127.0.0.1 -p 0 --status-path /status EXTRA`,
     /// once every worker has started and the port is known.
     fn start(dir: &Path, workers: usize, extra: &[&str]) -> Supervised {
+        Supervised::start_env(dir, workers, extra, &[])
+    }
+
+    fn start_env(dir: &Path, workers: usize, extra: &[&str], env: &[(&str, &str)]) -> Supervised {
         let n = workers.to_string();
         let mut args = vec![
             dir.to_str().unwrap(),
@@ -43,6 +47,7 @@ impl Supervised {
         let mut child = Command::new(KEEL)
             .args(&args)
             .env("RUST_LOG", "info,keelhttp::access=warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -706,9 +711,13 @@ fn a_drain_answers_a_request_already_waiting_in_the_socket() {
     // idle connection (on loopback it is in the socket when write returns)
     // and the drain is asked for.
     let mut busy = srv.connect();
-    busy.write_all(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    entered_rx.recv_timeout(IO_TIMEOUT).expect("handler entered");
-    idle.write_all(b"GET /late HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    busy.write_all(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    entered_rx
+        .recv_timeout(IO_TIMEOUT)
+        .expect("handler entered");
+    idle.write_all(b"GET /late HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     srv.stop.shutdown();
     hold_tx.send(()).unwrap();
     let r = read_response(&mut busy);
@@ -747,4 +756,78 @@ fn new_connections_are_shared_fairly_between_two_workers() {
     for (_, n) in &counts {
         assert!(*n >= total * 3 / 10, "unfair: {counts:?}");
     }
+}
+
+/// The supervisor as a systemd service: `READY=1` once every worker is up,
+/// `WATCHDOG=1` only while every worker reports in (a stopped worker stops
+/// the pings), `STOPPING=1` on SIGTERM.
+#[test]
+fn the_supervisor_reports_to_the_service_manager() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = docroot();
+    let sock_path = dir.path().with_extension("notify");
+    let _ = std::fs::remove_file(&sock_path);
+    let manager = UnixDatagram::bind(&sock_path).unwrap();
+    manager
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    struct Rm(std::path::PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _rm = Rm(sock_path.clone());
+    let notify = sock_path.to_str().unwrap();
+    let mut sup = Supervised::start_env(
+        dir.path(),
+        2,
+        &[],
+        &[("NOTIFY_SOCKET", notify), ("WATCHDOG_USEC", "400000")],
+    );
+    // Messages as they come, for at most `limit`, until `until` matches.
+    let collect = |until: &dyn Fn(&[String]) -> bool, limit: Duration| -> Vec<String> {
+        let mut got = Vec::new();
+        let start = Instant::now();
+        let mut buf = [0u8; 1024];
+        for _ in 0..10_000 {
+            if until(&got) || start.elapsed() > limit {
+                break;
+            }
+            if let Ok(n) = manager.recv(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        got
+    };
+    let pings = |m: &[String]| m.iter().filter(|l| l.as_str() == "WATCHDOG=1").count();
+    let first = collect(&|m| pings(m) >= 3, Duration::from_secs(10));
+    let ready = first.iter().position(|m| m.starts_with("READY=1"));
+    assert!(ready.is_some(), "{first:?}");
+    assert!(
+        first[ready.unwrap()].contains("STATUS=2 workers up"),
+        "{first:?}"
+    );
+    assert!(pings(&first) >= 3, "{first:?}");
+    // A worker that does not run cannot report in: the pings stop.
+    let serving = pids_serving(sup.addr, 2);
+    signal(serving[0].0, libc::SIGSTOP);
+    let _ = collect(&|_| false, Duration::from_millis(600)); // a period passes
+    let stalled = collect(&|_| false, Duration::from_millis(1000));
+    signal(serving[0].0, libc::SIGCONT);
+    assert_eq!(
+        pings(&stalled),
+        0,
+        "pings with a worker stopped: {stalled:?}"
+    );
+    let back = collect(&|m| pings(m) >= 1, Duration::from_secs(5));
+    assert!(pings(&back) >= 1, "pings resume: {back:?}");
+    sup.signal(libc::SIGTERM);
+    let end = collect(
+        &|m| m.iter().any(|l| l.starts_with("STOPPING=1")),
+        Duration::from_secs(5),
+    );
+    assert!(end.iter().any(|l| l.starts_with("STOPPING=1")), "{end:?}");
+    let st = sup.wait_exit(Duration::from_secs(15)).expect("exit");
+    assert_eq!(st.code(), Some(0), "{}", describe(st));
 }
