@@ -74,7 +74,7 @@ for w in small churn churn1 large; do
       churn1) a=(-w churn -c 1 -u "http://127.0.0.1:$PORT/index.html") ;;
       large) a=(-w large -c 2 -u "http://127.0.0.1:$PORT/big") ;;
     esac
-    out=$("$LG" "${a[@]}" -d "$DUR" -p "$PIDS" --label "$w/$mode" | grep -v '^#')
+    out=$("$LG" "${a[@]}" -d "$DUR" -p "$PIDS" --label "$w/$mode" ${MAXREQ:+--max-requests $MAXREQ} | grep -v '^#')
     get() { echo "$out" | tr ' ' '\n' | grep "^$1=" | cut -d= -f2; }
     sh=""
     [ "$mode" = 2 ] && sh="shares:$(shares 2)"
