@@ -530,6 +530,10 @@ impl Supervisor {
         });
         stop.signals += 1;
         if stop.signals == 1 {
+            // Our copies of the sockets go now: once every worker has begun
+            // its drain (and closed its own), new connections are refused
+            // rather than left waiting in a queue nobody accepts from.
+            self.listeners.clear();
             let n = self.pids().len();
             info!("signal {sig}: draining {n} workers");
             let text = format!("STOPPING=1\nSTATUS=draining {n} workers");

@@ -642,6 +642,15 @@ fn sigterm_lets_a_64_mib_download_on_each_worker_finish() {
         )
         .unwrap_or_else(|| panic!("{pid} not draining with the download:\n{}", sup.log()));
     }
+    // Every process has let go of the listening socket: a new client is
+    // refused at once rather than queued where nobody accepts.
+    let refused = TcpStream::connect_timeout(&sup.addr, IO_TIMEOUT);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.kind() == ErrorKind::ConnectionRefused),
+        "{refused:?}"
+    );
     // Both drains have begun with the downloads in flight: read them out.
     let readers: Vec<JoinHandle<u64>> = conns
         .into_iter()
