@@ -41,7 +41,13 @@ const READY_POLL: Duration = Duration::from_millis(20);
 /// After a second stop signal, workers still alive this long are killed.
 const KILL_AFTER: Duration = Duration::from_secs(2);
 
-const SIGNALS: [libc::c_int; 4] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+const SIGNALS: [libc::c_int; 5] = [
+    libc::SIGCHLD,
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGUSR1,
+];
 
 /// Variables a worker must not inherit from the supervisor's own
 /// environment (they describe the supervisor's activation, not the worker's).
@@ -187,9 +193,10 @@ impl Supervisor {
     /// of the workers' statuses at the stop (a worker killed by signal S
     /// counts as 128 + S).
     ///
-    /// Blocks SIGCHLD, SIGTERM, SIGINT and SIGHUP in the calling thread (they
-    /// are waited for with `sigtimedwait`); call it from a single-threaded
-    /// process.
+    /// SIGUSR1 is passed on to the workers (each reopens its access log).
+    /// Blocks SIGCHLD, SIGTERM, SIGINT, SIGHUP and SIGUSR1 in the calling
+    /// thread (they are waited for with `sigtimedwait`); call it from a
+    /// single-threaded process.
     ///
     /// # Errors
     /// Signals cannot be blocked or waited for.
@@ -226,6 +233,13 @@ impl Supervisor {
                 Some(libc::SIGCHLD) => self.reap(),
                 Some(libc::SIGHUP) => self.reload(),
                 Some(sig @ (libc::SIGTERM | libc::SIGINT)) => self.stop(sig),
+                Some(libc::SIGUSR1) => {
+                    // Each worker reopens its access log (logrotate).
+                    info!("SIGUSR1: passed to the workers");
+                    for pid in self.pids() {
+                        let _ = sys::kill(pid, libc::SIGUSR1);
+                    }
+                }
                 _ => {}
             }
         }

@@ -840,3 +840,51 @@ fn the_supervisor_reports_to_the_service_manager() {
     let st = sup.wait_exit(Duration::from_secs(15)).expect("exit");
     assert_eq!(st.code(), Some(0), "{}", describe(st));
 }
+
+/// SIGUSR1 (logrotate's `postrotate`) goes through the supervisor to every
+/// worker, and each reopens the access log; the supervisor lives on.
+#[test]
+fn sigusr1_reaches_every_worker_and_reopens_the_access_log() {
+    let dir = docroot();
+    let logs = TempDir::new("workers-log");
+    let log = logs.path().join("access.log");
+    let sup = Supervised::start(dir.path(), 2, &["--access-log", log.to_str().unwrap()]);
+    assert_eq!(pids_serving(sup.addr, 2).len(), 2);
+    let rotated = logs.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    sup.signal(libc::SIGUSR1);
+    sup.wait_line(|l| l.contains("SIGUSR1"), Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no SIGUSR1 line:\n{}", sup.log()));
+    // Once the new file has lines, the old one must not grow while both
+    // workers answer (a worker that missed the signal would write there).
+    let mut reopened = false;
+    for _ in 0..500 {
+        let _ = pids_serving(sup.addr, 2);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 2 {
+            reopened = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(reopened, "no lines in the new log");
+    // Each worker reopens on its own turn: give both a request first.
+    for _ in 0..20 {
+        let _ = pids_serving(sup.addr, 2);
+    }
+    let before = std::fs::metadata(&rotated).unwrap().len();
+    let after_new = std::fs::metadata(&log).unwrap().len();
+    let served = pids_serving(sup.addr, 2);
+    for _ in 0..20 {
+        let _ = pids_serving(sup.addr, 2);
+    }
+    assert_eq!(served.len(), 2);
+    assert_eq!(
+        std::fs::metadata(&rotated).unwrap().len(),
+        before,
+        "old log grew"
+    );
+    assert!(std::fs::metadata(&log).unwrap().len() > after_new);
+    let mut sup = sup;
+    assert!(sup.wait_exit(Duration::ZERO).is_none(), "{}", sup.log());
+}
