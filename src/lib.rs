@@ -21,6 +21,7 @@
 //!
 //! ```text
 //!  policy   main.rs (the `keel` CLI)        static_files/ (a Handler serving a directory)
+//!           supervisor.rs (`keel --workers`: worker processes over shared sockets)
 //!  API      server.rs handler.rs request.rs response.rs shutdown.rs config.rs error.rs header.rs
 //!  engine   reactor.rs -> conn/ -> parse.rs  encode.rs  sys.rs (the only unsafe: libc calls)
 //!           listener.rs (TCP and Unix listeners, socket activation)  notify.rs (sd_notify)
