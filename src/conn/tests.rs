@@ -282,6 +282,7 @@ fn drain_answers_a_request_already_in_the_socket() {
         shutdown: &rig.shared,
         connections: 2,
         started: rig.now,
+        access_log: None,
     };
     assert!(waiting.begin_drain(&mut ctx), "work to do");
     waiting.drive(&mut ctx, &mut handler);
