@@ -62,6 +62,9 @@ pub struct Config {
     /// from it too (the workers of `keel --workers`): after accepting, the
     /// server lets the others take the next connection, so new connections
     /// spread evenly. Costs two `epoll_ctl` calls per burst of accepts.
+    /// And in a drain, a connection accepted just before it that has not
+    /// sent its first request yet gets up to a second for it (its client
+    /// cannot know which process took it) instead of a close.
     /// Default `false`.
     pub shared_listener: bool,
 }

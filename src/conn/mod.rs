@@ -75,6 +75,9 @@ const POOL_MAX: usize = 256;
 const MAX_REQUESTS_PER_TURN: u32 = 16;
 const READ_BUDGET: usize = 256 * 1024;
 const SEND_BUDGET: usize = 1024 * 1024;
+/// In a drain, how long a worker that shares its listener waits for the
+/// first request of a connection it has just accepted.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 /// Room for chunk framing on top of the decoded body in the read buffer.
 const CHUNK_SLACK: usize = 16 * 1024;
 
@@ -406,6 +409,17 @@ impl<T: Transport> Conn<T> {
                 let skip = crate::parse::leading_empty_lines(data);
                 if crate::parse::find_head_end(&data[skip..], 0).is_some() {
                     return true;
+                }
+                // A worker sharing its listener (`--workers`) may have
+                // accepted this connection an instant before the drain,
+                // before its first request could arrive: the client cannot
+                // know which worker took it and will send. A short grace,
+                // for a connection that has not had a response yet (only a
+                // kept-alive one has `nodelay`), instead of a close under it.
+                if ctx.config.shared_listener && !self.nodelay {
+                    let grace = ctx.after(FIRST_REQUEST_GRACE);
+                    self.deadline = Some(self.deadline.map_or(grace, |d| d.min(grace)));
+                    return false;
                 }
                 self.close(ctx);
             }
