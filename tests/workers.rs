@@ -947,3 +947,52 @@ fn a_draining_worker_waits_for_the_first_request_of_a_fresh_connection() {
     assert_eq!((r.status, r.body.as_slice()), (200, &b"/fresh"[..]));
     assert!(r.closes(), "{}", r.head);
 }
+
+/// Twenty reloads in a row under load: no failed request. By hand:
+/// `cargo test --release --test workers -- --ignored reload_soak --nocapture`.
+#[test]
+#[ignore = "soak: 20 reloads, about 20 s"]
+fn reload_soak() {
+    let dir = docroot();
+    let sup = Supervised::start(dir.path(), 2, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let limit = Duration::from_secs(120);
+    let page = "/index.html";
+    let mut threads = load(sup.addr, 2, true, page, stop.clone(), tally.clone(), limit);
+    threads.extend(load(
+        sup.addr,
+        2,
+        false,
+        page,
+        stop.clone(),
+        tally.clone(),
+        limit,
+    ));
+    let drained = |s: &Supervised| s.log().matches("exited after its drain").count();
+    for round in 1..=20u64 {
+        sup.signal(libc::SIGHUP);
+        let t0 = Instant::now();
+        while drained(&sup) < 2 * round as usize && t0.elapsed() < Duration::from_secs(15) {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            drained(&sup),
+            2 * round as usize,
+            "round {round}\n{}",
+            sup.log()
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let failures = tally.failures.lock().unwrap().clone();
+    eprintln!(
+        "reload soak: 20 reloads, {} ok, {} failed, {} resent after an idle close",
+        tally.ok.load(Ordering::Relaxed),
+        failures.len(),
+        tally.retried.load(Ordering::Relaxed)
+    );
+    assert!(failures.is_empty(), "{failures:?}");
+}
