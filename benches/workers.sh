@@ -8,8 +8,11 @@
 #   churn  16 clients, `Connection: close`, a new connection per request
 #   churn1 1 client, a new connection per request (the hardest to balance)
 #   large  2 keep-alive connections downloading a 256 MiB file: GB/s
+#   list   8 keep-alive connections asking for a listing of 2,000 files
+#          (--list): CPU-bound in the server, cheap for the client, where a
+#          second worker helps even on 2 cores
 #
-#   bash benches/workers.sh [--duration S]     (run it under flock, see README)
+#   bash benches/workers.sh [--duration S] [WORKLOAD...]   (under flock, see README)
 #
 # Nothing is pinned: with 2 workers on a 2-core machine the load generator
 # competes for the same cores. Only 127.0.0.1; every process started here
@@ -17,7 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=4
-if [ "${1:-}" = "--duration" ]; then DUR=${2:?--duration needs seconds}; fi
+if [ "${1:-}" = "--duration" ]; then DUR=${2:?--duration needs seconds}; shift 2; fi
+WORKLOADS=${*:-small churn churn1 large list}
 
 cargo build --release --quiet
 cargo build --release --quiet --bench loadgen
@@ -26,13 +30,15 @@ LG=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -1)
 ROOT=$(mktemp -d /tmp/keel-workers-bench.XXXXXX)
 echo hello > "$ROOT/index.html"
 truncate -s 256M "$ROOT/big"
+mkdir "$ROOT/many"
+(cd "$ROOT/many" && seq -f 'file-%04g.txt' 2000 | xargs touch)
 SUP=
 cleanup() { [ -n "$SUP" ] && kill -KILL "$SUP" 2>/dev/null; rm -rf "$ROOT"; }
 trap cleanup EXIT
 
 # start MODE: MODE is "plain" (no supervisor) or a worker count.
 start() {
-  local log=$ROOT/log args=("$ROOT" -a 127.0.0.1 -p 0 --status-path /status)
+  local log=$ROOT/log args=("$ROOT" -a 127.0.0.1 -p 0 --status-path /status --list)
   [ "$1" = plain ] || args+=(--workers "$1")
   RUST_LOG=warn,keel=info,keelhttp=warn "$KEEL" "${args[@]}" 2>"$log" &
   SUP=$!
@@ -65,7 +71,7 @@ shares() {
   echo "$seen"
 }
 
-for w in small churn churn1 large; do
+for w in $WORKLOADS; do
   for mode in plain 1 2; do
     start "$mode"
     case $w in
@@ -73,6 +79,7 @@ for w in small churn churn1 large; do
       churn) a=(-w churn -c 16 -u "http://127.0.0.1:$PORT/index.html") ;;
       churn1) a=(-w churn -c 1 -u "http://127.0.0.1:$PORT/index.html") ;;
       large) a=(-w large -c 2 -u "http://127.0.0.1:$PORT/big") ;;
+      list) a=(-w small -c 8 -u "http://127.0.0.1:$PORT/many/") ;;
     esac
     out=$("$LG" "${a[@]}" -d "$DUR" -p "$PIDS" --label "$w/$mode" ${MAXREQ:+--max-requests $MAXREQ} | grep -v '^#')
     get() { echo "$out" | tr ' ' '\n' | grep "^$1=" | cut -d= -f2; }
