@@ -9,8 +9,8 @@
 #   churn1 1 client, a new connection per request (the hardest to balance)
 #   large  2 keep-alive connections downloading a 256 MiB file: GB/s
 #   list   8 keep-alive connections asking for a listing of 2,000 files
-#          (--list): CPU-bound in the server, cheap for the client, where a
-#          second worker helps even on 2 cores
+#          (--list, 216 KB), read 1 MiB at a time: CPU-bound in the server,
+#          cheap for the client
 #
 #   bash benches/workers.sh [--duration S] [WORKLOAD...]   (under flock, see README)
 #
@@ -79,7 +79,7 @@ for w in $WORKLOADS; do
       churn) a=(-w churn -c 16 -u "http://127.0.0.1:$PORT/index.html") ;;
       churn1) a=(-w churn -c 1 -u "http://127.0.0.1:$PORT/index.html") ;;
       large) a=(-w large -c 2 -u "http://127.0.0.1:$PORT/big") ;;
-      list) a=(-w small -c 8 -u "http://127.0.0.1:$PORT/many/") ;;
+      list) a=(-w large -c 8 -u "http://127.0.0.1:$PORT/many/") ;;
     esac
     out=$("$LG" "${a[@]}" -d "$DUR" -p "$PIDS" --label "$w/$mode" ${MAXREQ:+--max-requests $MAXREQ} | grep -v '^#')
     get() { echo "$out" | tr ' ' '\n' | grep "^$1=" | cut -d= -f2; }
