@@ -341,6 +341,13 @@ fn run(args: &Args) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e.to_string()),
     };
+    // At once: the sockets accept from here on, so SIGHUP (ignored) and
+    // SIGUSR1 (reopen) must not meet their default action, "terminate". The
+    // signal thread only waits in sigwait(2); dropping privileges below
+    // applies to it too.
+    if let Err(e) = keelhttp::stop_on_signals(server.shutdown_handle()) {
+        return fail(&format!("cannot set up signal handling: {e}"));
+    }
     // The access log: a file if asked for, else stderr unless RUST_LOG
     // silences it (decided once, here). Either way the engine's buffered
     // writer: one write per loop turn, never blocking the loop.
@@ -386,9 +393,6 @@ fn run(args: &Args) -> ExitCode {
         handler.root().display(),
         addrs.join(", ")
     );
-    if let Err(e) = keelhttp::stop_on_signals(server.shutdown_handle()) {
-        return fail(&format!("cannot set up signal handling: {e}"));
-    }
     match server.run(handler) {
         Ok(report) if report.forced > 0 => {
             log::warn!("{} connections were cut at shutdown", report.forced);

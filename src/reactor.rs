@@ -1,6 +1,8 @@
 //! The event loop: one `mio::Poll`, a `Slab` of connections keyed by token,
-//! the listeners (each on a token of its own) and the waker on fixed tokens, one timer heap, a local queue
-//! for work that no new edge will announce, and the drain.
+//! the listeners (each on a token of its own) and the waker on fixed tokens,
+//! one timer heap, a local queue for work that no new edge will announce,
+//! and the drain. Service hooks: sd_notify (`notify.rs`) and the access log
+//! (`access_log.rs`) are called at fixed points of `turn`.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};

@@ -356,3 +356,70 @@ fn a_stderr_pipe_nobody_reads_never_blocks_the_loop() {
     let dropped = log_dropped(addr);
     assert!(dropped > 1000, "lines dropped, not blocking: {dropped}");
 }
+
+/// Unmounts on drop, so a failing test leaves no mount behind.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_tiny_file_system_that_fills_up_never_costs_a_request() {
+    let dir = TempDir::new("tiny");
+    dir.write("index.html", b"t\n");
+    let mnt = TempDir::new("tiny-fs");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
+        .arg(mnt.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipping: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    let _mount = Mount(mnt.path().to_path_buf());
+    let log = mnt.path().join("access.log");
+    let keel = KeelProcess::start_with(
+        dir.path(),
+        LOCALHOST,
+        "warn",
+        &[
+            "--access-log",
+            log.to_str().unwrap(),
+            "--status-path",
+            "/_status",
+        ],
+    );
+    let mut c = keel.connect();
+    for i in 0..1000 {
+        assert_eq!(
+            request(&mut c, "GET", &format!("/?{i}")).status,
+            200,
+            "request {i}"
+        );
+    }
+    let dropped = log_dropped(keel.addr());
+    stop_gracefully(keel);
+    let text = std::fs::read(&log).unwrap();
+    assert!(text.len() <= 16 * 1024);
+    let complete = String::from_utf8_lossy(&text);
+    let whole: Vec<_> = complete
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .collect();
+    for l in &whole {
+        assert!(parse_combined(l.trim_end()).is_some(), "bad line {l:?}");
+    }
+    // What did not fit was dropped and counted (a line cut by the full disk
+    // counts as dropped too).
+    assert!(
+        dropped as usize + whole.len() >= 1000,
+        "{dropped} dropped + {} written < 1000",
+        whole.len()
+    );
+    assert!(dropped > 500, "{dropped}");
+}
