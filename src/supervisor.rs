@@ -49,6 +49,11 @@ const SIGNALS: [libc::c_int; 5] = [
     libc::SIGUSR1,
 ];
 
+/// Blocked in a worker from its first instruction: keel waits for these
+/// (`stop_on_signals`) once it runs; one sent earlier (a stop or a log
+/// reopen just after a start) waits for it rather than killing it.
+const WORKER_BLOCKED: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1];
+
 /// Variables a worker must not inherit from the supervisor's own
 /// environment (they describe the supervisor's activation, not the worker's).
 const SCRUBBED: [&str; 7] = [
@@ -408,7 +413,7 @@ impl Supervisor {
         }
         let fds = self.listeners.iter().map(|f| f.as_raw_fd()).collect();
         let spawned = sys::ExecPlan::new(&self.exe, &self.args, &env, fds)
-            .and_then(|mut plan| sys::spawn_worker(&mut plan));
+            .and_then(|mut plan| sys::spawn_worker(&mut plan, &WORKER_BLOCKED));
         let slot = &mut self.slots[i];
         match spawned {
             Ok(pid) => {

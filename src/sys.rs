@@ -351,13 +351,18 @@ fn write_pid(dst: &mut [u8], n: libc::pid_t) {
 
 /// Forks and, in the child, execs `plan` as a worker: its own process group
 /// (a terminal's Ctrl-C reaches the supervisor only, which forwards it once),
-/// SIGTERM when the supervisor dies, an empty signal mask, the sockets at
-/// fd 3.. and `LISTEN_PID` set to the child's own pid. Returns the child's
-/// pid. The child exits with 127 if `execve` fails.
-pub(crate) fn spawn_worker(plan: &mut ExecPlan) -> io::Result<libc::pid_t> {
+/// SIGTERM when the supervisor dies, a signal mask of exactly `blocked` (so
+/// a signal sent before the worker waits for it stays pending instead of
+/// killing it), the sockets at fd 3.. and `LISTEN_PID` set to the child's
+/// own pid. Returns the child's pid. The child exits with 127 if `execve`
+/// fails.
+pub(crate) fn spawn_worker(
+    plan: &mut ExecPlan,
+    blocked: &[libc::c_int],
+) -> io::Result<libc::pid_t> {
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
-    let empty = sigset_of(&[]);
+    let mask = sigset_of(blocked);
     let pid_at = b"LISTEN_PID=".len();
     let pid_buf: *mut u8 = plan.env[plan.pid_entry].as_mut_ptr();
     let pid_len = plan.env[plan.pid_entry].len();
@@ -390,8 +395,8 @@ pub(crate) fn spawn_worker(plan: &mut ExecPlan) -> io::Result<libc::pid_t> {
     }
     // SAFETY: setpgid(0, 0) puts this process in a group of its own.
     unsafe { libc::setpgid(0, 0) };
-    // SAFETY: `empty` is a valid sigset_t; the old mask is not wanted.
-    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
+    // SAFETY: `mask` is a valid sigset_t; the old mask is not wanted.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut()) };
     for (i, &fd) in plan.fds.iter().enumerate() {
         // SAFETY: `fd` is open (the plan's owner keeps it); the target is
         // below every source (checked in ExecPlan::new), and dup2 clears
