@@ -50,7 +50,7 @@ pub struct Config {
     /// The path of a status endpoint that the server answers itself, before
     /// the handler: JSON counters (`uptime`, `connections`, `requests`,
     /// `bytes_sent`, `disconnects`, `timeouts`, `rejected`, `log_dropped`,
-    /// `draining`), 200
+    /// `draining`, `pid`, and `generation` when set), 200
     /// while serving and 503 with `Retry-After` and the code `draining` once
     /// shutdown has begun. Default: `None` (off).
     pub status_path: Option<String>,
@@ -60,6 +60,19 @@ pub struct Config {
     /// waiting for its [`BodyReader`](crate::BodyReader) (reading from the
     /// client pauses past it). Default 64 KiB.
     pub stream_buffer_bytes: usize,
+    /// Shown as `generation` in the status endpoint's JSON (beside `pid`):
+    /// the keel [`Supervisor`](crate::Supervisor) numbers its workers'
+    /// generations (1, then one more per reload). Default: `None` (not shown).
+    pub generation: Option<u64>,
+    /// The listening socket is shared with other processes that accept
+    /// from it too (the workers of `keel --workers`): after accepting, the
+    /// server lets the others take the next connection, so new connections
+    /// spread evenly. Costs two `epoll_ctl` calls per burst of accepts.
+    /// And in a drain, a connection accepted just before it that has not
+    /// sent its first request yet gets up to a second for it (its client
+    /// cannot know which process took it) instead of a close.
+    /// Default `false`.
+    pub shared_listener: bool,
 }
 
 impl Config {
@@ -92,6 +105,8 @@ impl Default for Config {
             linger_timeout: Duration::from_secs(2),
             status_path: None,
             stream_buffer_bytes: crate::stream::DEFAULT_BUFFER,
+            generation: None,
+            shared_listener: false,
         }
     }
 }

@@ -21,6 +21,7 @@
 //!
 //! ```text
 //!  policy   main.rs (the `keel` CLI)        static_files/ (a Handler serving a directory)
+//!           supervisor.rs (`keel --workers`: worker processes over shared sockets)
 //!  API      server.rs handler.rs request.rs response.rs stream.rs shutdown.rs config.rs error.rs header.rs
 //!  engine   reactor.rs -> conn/ -> parse.rs  encode.rs  sys.rs (the only unsafe: libc calls)
 //!           listener.rs (TCP and Unix listeners, socket activation)  notify.rs (sd_notify)
@@ -71,6 +72,7 @@ mod shutdown;
 mod signals;
 mod static_files;
 pub mod stream;
+pub mod supervisor;
 mod sys;
 
 pub use access_log::{AccessLog, LogFormat};
@@ -86,6 +88,7 @@ pub use shutdown::ShutdownHandle;
 pub use signals::stop_on_signals;
 pub use static_files::{StaticFiles, StaticOptions};
 pub use stream::{BodyReader, BodySender, Event, Push, Reply, Sse};
+pub use supervisor::Supervisor;
 
 /// Formats a time as an HTTP date (IMF-fixdate, RFC 9110 §5.6.7), e.g.
 /// `Sun, 06 Nov 1994 08:49:37 GMT`. Times before 1970 format as the epoch.

@@ -397,6 +397,16 @@ impl MioListener {
     }
 }
 
+/// For the reactor's `EPOLLEXCLUSIVE` registration (`reactor.rs`, end).
+impl std::os::fd::AsRawFd for MioListener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            MioListener::Tcp(l) => l.as_raw_fd(),
+            MioListener::Unix(l) => l.as_raw_fd(),
+        }
+    }
+}
+
 impl mio::event::Source for MioListener {
     fn register(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
         match self {

@@ -50,6 +50,9 @@ Options:
       --chroot DIR  after binding, chroot(2) to DIR (needs root)
       --status-path PATH
                     answer PATH with JSON counters (503 draining during shutdown) [default: off]
+      --workers N|auto
+                    serve with N worker processes under a supervisor that restarts
+                    them; auto: one per CPU we may run on [default: 1, no supervisor]
       --access-log FILE
                     append one line per request to FILE; SIGUSR1 reopens it
                     (for logrotate) [default: stderr, unless RUST_LOG=warn]
@@ -77,7 +80,9 @@ Files:
 
 Signals: SIGTERM or SIGINT drains (the listener closes at once, responses in
 flight finish); a second one stops at once. SIGUSR1 reopens the access log
-file. SIGHUP is ignored.
+file. SIGHUP is ignored, except with --workers: it starts a new generation
+of workers (re-reading the binary and the command line's files), then
+drains the old one.
 
 Exit status: 0 after a clean stop; 1 on a runtime error (e.g. the port is in
 use); 2 on bad usage; 3 when the drain deadline passed (or a second signal
@@ -103,6 +108,8 @@ struct Args {
     log_format: LogFormat,
     config: Config,
     files: StaticOptions,
+    /// `--workers`: run a supervisor with this many workers.
+    workers: Option<usize>,
 }
 
 enum Parsed {
@@ -114,6 +121,8 @@ fn main() -> ExitCode {
     // Closed fds 0-2 need no care here: Rust's runtime reopens them on
     // /dev/null before `main`, so no socket can become stdout or stderr
     // (tests/incidents.rs pins it).
+    // Started by a `--workers` supervisor: serve its sockets, never supervise.
+    let generation = keelhttp::supervisor::worker_generation();
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Parsed::Run(a)) => a,
         Ok(Parsed::Exit(code)) => return code,
@@ -122,8 +131,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logger();
-    run(&args)
+    init_logger(generation.map(|_| std::process::id()));
+    match (generation, args.workers) {
+        (Some(g), _) => {
+            // A worker is a socket-activated keel (the supervisor set
+            // LISTEN_FDS), sharing its sockets with the other workers.
+            let mut args = args;
+            args.config.generation = Some(g);
+            args.config.shared_listener = true;
+            run(&args)
+        }
+        (None, Some(n)) => supervise(&args, n),
+        (None, None) => run(&args),
+    }
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
@@ -138,6 +158,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut log_format = LogFormat::default();
     let mut config = Config::default();
     let mut files = StaticOptions::default();
+    let mut workers = None;
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
@@ -222,6 +243,19 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
                     return Err(format!("index names are plain file names: '{v}'"));
                 }
             }
+            "--workers" => {
+                let v = value("--workers")?;
+                workers = Some(if v == "auto" {
+                    keelhttp::supervisor::available_cpus()
+                } else {
+                    v.parse()
+                        .ok()
+                        .filter(|&n| (1..=1024).contains(&n))
+                        .ok_or_else(|| {
+                            format!("--workers takes a number from 1 to 1024 or 'auto': '{v}'")
+                        })?
+                });
+            }
             "--list" => files.list = true,
             "--dotfiles" => files.dotfiles = true,
             "--precompressed" => files.precompressed = true,
@@ -262,6 +296,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
         log_format,
         config,
         files,
+        workers,
     })))
 }
 
@@ -401,6 +436,34 @@ fn run(args: &Args) -> ExitCode {
     }
 }
 
+/// `--workers N`: bind here (or take the sockets systemd passed), then
+/// supervise N workers that serve them. The directory is checked first, so
+/// a typo is one clear error rather than a crash loop.
+fn supervise(args: &Args, workers: usize) -> ExitCode {
+    if let Err(e) = StaticFiles::with_options(&args.dir, args.files.clone()) {
+        return fail(&format!("cannot serve {}: {e}", args.dir.display()));
+    }
+    let listeners = match listeners(args) {
+        Ok(l) => l,
+        Err(msg) => return fail(&msg),
+    };
+    let mut fds = Vec::with_capacity(listeners.len());
+    for l in listeners {
+        let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        log::info!("listening on {addr} with {workers} workers");
+        let name = l.name().unwrap_or("http").to_string();
+        fds.push((std::os::fd::OwnedFd::from(l), name));
+    }
+    let sup = match keelhttp::Supervisor::new(workers, fds) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("cannot start the supervisor: {e}")),
+    };
+    match sup.run() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(&format!("supervisor failed: {e}")),
+    }
+}
+
 /// The sockets to serve: those systemd passed (socket activation), else the
 /// `--listen` addresses plus `--addr/--port` (the default when no `--listen`).
 fn listeners(args: &Args) -> Result<Vec<Listener>, String> {
@@ -413,7 +476,8 @@ fn listeners(args: &Args) -> Result<Vec<Listener>, String> {
                 l.name().unwrap_or("unnamed")
             );
         }
-        if !args.listen.is_empty() || args.addr_given {
+        // A worker's command line is its supervisor's: no news there.
+        if (!args.listen.is_empty() || args.addr_given) && args.config.generation.is_none() {
             log::warn!("sockets passed by the service manager replace --listen/--addr/--port");
         }
         return Ok(activated);
@@ -456,13 +520,15 @@ fn fail(msg: &str) -> ExitCode {
 /// env_logger on stderr, `info` unless RUST_LOG says otherwise. Write errors
 /// (a closed or broken stderr) are ignored by env_logger, so logging can never
 /// fail a request.
-fn init_logger() {
+/// A worker's lines say which worker wrote them.
+fn init_logger(worker: Option<u32>) {
     let env = env_logger::Env::default().default_filter_or("info");
+    let tag = worker.map_or(String::new(), |pid| format!("[worker {pid}] "));
     env_logger::Builder::from_env(env)
-        .format(|buf, record| {
+        .format(move |buf, record| {
             writeln!(
                 buf,
-                "{} {:<5} {}",
+                "{} {:<5} {tag}{}",
                 keelhttp::http_date(SystemTime::now()),
                 record.level(),
                 record.args()

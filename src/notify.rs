@@ -171,6 +171,18 @@ impl Notifier {
         );
     }
 
+    /// Sends `text` as it is (the `--workers` supervisor's own messages).
+    pub(crate) fn send_text(&mut self, now: Instant, text: &str) {
+        self.msg.clear();
+        self.msg.push_str(text);
+        self.send(now);
+    }
+
+    /// Half of `WATCHDOG_USEC`, when the manager asked for pings.
+    pub(crate) fn ping_every(&self) -> Option<Duration> {
+        self.ping_every
+    }
+
     /// The server has stopped: no more timers.
     pub(crate) fn stopped(&mut self) {
         self.next_ping = None;

@@ -103,13 +103,11 @@ impl Reactor {
         let mut addrs = Vec::with_capacity(listeners.len());
         for (i, l) in listeners.into_iter().enumerate() {
             let name = l.name().map(str::to_string);
-            let mut socket = l.into_mio().map_err(Error::bind)?;
+            let socket = l.into_mio().map_err(Error::bind)?;
             let addr = socket.local_addr().ok_or_else(|| {
                 Error::bind(io::Error::new(io::ErrorKind::InvalidInput, "no address"))
             })?;
-            poll.registry()
-                .register(&mut socket, Token(LISTENERS - i), Interest::READABLE)
-                .map_err(Error::poll)?;
+            register_listener(&poll, &socket, Token(LISTENERS - i)).map_err(Error::poll)?;
             match name {
                 Some(n) => debug!("listening on {addr} ({n})"),
                 None => debug!("listening on {addr}"),
@@ -427,6 +425,16 @@ impl Reactor {
         if !self.accept_pending || !self.can_accept() {
             return;
         }
+        let before = self.stats.accepted;
+        self.accept_some(handler);
+        if self.config.shared_listener && self.stats.accepted != before {
+            for (i, l) in self.listeners.iter().enumerate() {
+                take_turns(&self.poll, &l.socket, Token(LISTENERS - i));
+            }
+        }
+    }
+
+    fn accept_some<H: Handler>(&mut self, handler: &mut H) {
         self.accept_retry_at = None;
         // Round-robin over the listeners with connections queued, so one
         // busy listener cannot starve the others.
@@ -510,10 +518,9 @@ impl Reactor {
             let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
             for key in keys {
                 let (conns, mut ctx) = self.ctx();
-                if let Some(conn) = conns.get_mut(key) {
-                    conn.begin_drain(&mut ctx);
-                }
-                self.settle(key, false);
+                // `again`: a request already received is served below.
+                let again = conns.get_mut(key).is_some_and(|c| c.begin_drain(&mut ctx));
+                self.settle(key, again);
             }
         }
     }
@@ -523,8 +530,8 @@ impl Reactor {
         // timeout at zero.
         self.accept_retry_at = None;
         self.accept_pending = false;
-        for (mut l, addr) in self.listeners.drain(..).zip(&self.addrs) {
-            let _ = self.poll.registry().deregister(&mut l.socket);
+        for (l, addr) in self.listeners.drain(..).zip(&self.addrs) {
+            deregister_listener(&self.poll, &l.socket);
             debug!("listener on {addr} closed");
         }
     }
@@ -598,5 +605,42 @@ impl Reactor {
                 true
             }
         }
+    }
+}
+
+// ---- The listener's registration: one wake-up per connection, in turns ----
+//
+// Several worker processes may wait on one shared listening socket (`keel
+// --workers`). Registered the usual way, every worker wakes for every new
+// connection and all but one find nothing (a thundering herd). With
+// `EPOLLEXCLUSIVE` the kernel wakes one waiting worker, but always the
+// first in the socket's wait queue that is idle, so one worker takes most
+// connections under a light load. After accepting, a worker with
+// `Config::shared_listener` re-registers (delete + add), which moves it to
+// the back of that queue: the next connection wakes the other worker.
+// Nothing is lost meanwhile: the add reports a connection already waiting.
+// README "Balancing" has the measurements behind this choice.
+
+fn register_listener(poll: &Poll, l: &MioListener, token: Token) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    crate::sys::epoll_add_exclusive(poll.as_raw_fd(), l.as_raw_fd(), token.0 as u64)
+}
+
+/// Registered with `epoll_ctl` directly (mio has no `EPOLLEXCLUSIVE`), so
+/// removed the same way. Required before closing: a listener shared with
+/// other processes stays open, and its registration would keep stealing
+/// wake-ups from the workers that still accept.
+fn deregister_listener(poll: &Poll, l: &MioListener) {
+    use std::os::fd::AsRawFd;
+    if let Err(e) = crate::sys::epoll_del(poll.as_raw_fd(), l.as_raw_fd()) {
+        warn!("cannot deregister the listener: {e}");
+    }
+}
+
+/// To the back of the listener's wait queue (see above).
+fn take_turns(poll: &Poll, l: &MioListener, token: Token) {
+    deregister_listener(poll, l);
+    if let Err(e) = register_listener(poll, l, token) {
+        warn!("cannot re-register the listener: {e}");
     }
 }

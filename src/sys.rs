@@ -319,6 +319,276 @@ pub(crate) fn wait_signal(signals: &[libc::c_int]) -> io::Result<libc::c_int> {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Processes, for the supervisor (`--workers`): fork + execve with the
+// listening sockets at fd 3.., reaping, signals with a timeout.
+
+/// Everything a worker's `execve` needs, built before `fork` so the child
+/// only runs async-signal-safe libc calls and never allocates.
+#[derive(Debug)]
+pub(crate) struct ExecPlan {
+    path: std::ffi::CString,
+    /// Kept alive for the pointers in `argv_ptrs`.
+    _argv: Vec<std::ffi::CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    /// NUL-terminated `NAME=value` entries; their heap buffers never move.
+    env: Vec<Vec<u8>>,
+    env_ptrs: Vec<*const libc::c_char>,
+    /// Index in `env` of `LISTEN_PID=`, with room for the child's pid.
+    pid_entry: usize,
+    /// Listening sockets, placed at 3, 4, ... in the child. Each must be
+    /// above `3 + fds.len()` so no `dup2` overwrites a later source.
+    fds: Vec<RawFd>,
+}
+
+/// Room for the decimal pid after `LISTEN_PID=` (pid_t is 32 bits).
+const PID_DIGITS: usize = 10;
+
+impl ExecPlan {
+    /// `path` with `argv` and `env` (without `LISTEN_PID`, which is added
+    /// here and filled in by the child with its own pid), passing `fds`.
+    pub(crate) fn new(
+        path: &std::path::Path,
+        argv: &[std::ffi::OsString],
+        env: &[(std::ffi::OsString, std::ffi::OsString)],
+        fds: Vec<RawFd>,
+    ) -> io::Result<ExecPlan> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let nul = |b: &[u8]| {
+            CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte"))
+        };
+        let path = nul(path.as_os_str().as_bytes())?;
+        let argv = argv
+            .iter()
+            .map(|a| nul(a.as_bytes()))
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut entries = Vec::with_capacity(env.len() + 1);
+        for (k, v) in env {
+            let mut e = Vec::with_capacity(k.len() + v.len() + 2);
+            e.extend_from_slice(k.as_bytes());
+            e.push(b'=');
+            e.extend_from_slice(v.as_bytes());
+            if e.contains(&0) {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "NUL byte"));
+            }
+            e.push(0);
+            entries.push(e);
+        }
+        let pid_entry = entries.len();
+        let mut e = b"LISTEN_PID=".to_vec();
+        e.extend_from_slice(&[b'0'; PID_DIGITS]);
+        e.push(0);
+        entries.push(e);
+        let mut env_ptrs: Vec<*const libc::c_char> =
+            entries.iter().map(|e| e.as_ptr().cast()).collect();
+        env_ptrs.push(std::ptr::null());
+        let top = 3 + fds.len() as RawFd;
+        if fds.iter().any(|&fd| fd < top) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "listening fds must be above the range they are moved to",
+            ));
+        }
+        Ok(ExecPlan {
+            path,
+            _argv: argv,
+            argv_ptrs,
+            env: entries,
+            env_ptrs,
+            pid_entry,
+            fds,
+        })
+    }
+}
+
+/// Writes `n` in decimal at `dst` followed by a NUL (at most 11 bytes).
+/// Async-signal-safe: no allocation, no formatting machinery.
+fn write_pid(dst: &mut [u8], n: libc::pid_t) {
+    let mut digits = [0u8; PID_DIGITS];
+    let mut v = n.max(0) as u32;
+    let mut i = PID_DIGITS;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 || i == 0 {
+            break;
+        }
+    }
+    let len = PID_DIGITS - i;
+    dst[..len].copy_from_slice(&digits[i..]);
+    dst[len] = 0;
+}
+
+/// Forks and, in the child, execs `plan` as a worker: its own process group
+/// (a terminal's Ctrl-C reaches the supervisor only, which forwards it once),
+/// SIGTERM when the supervisor dies, a signal mask of exactly `blocked` (so
+/// a signal sent before the worker waits for it stays pending instead of
+/// killing it), the sockets at fd 3.. and `LISTEN_PID` set to the child's
+/// own pid. Returns the child's pid. The child exits with 127 if `execve`
+/// fails.
+pub(crate) fn spawn_worker(
+    plan: &mut ExecPlan,
+    blocked: &[libc::c_int],
+) -> io::Result<libc::pid_t> {
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    let mask = sigset_of(blocked);
+    let pid_at = b"LISTEN_PID=".len();
+    let pid_buf: *mut u8 = plan.env[plan.pid_entry].as_mut_ptr();
+    let pid_len = plan.env[plan.pid_entry].len();
+    // SAFETY: fork has no preconditions; the caller is single-threaded (the
+    // supervisor starts no threads), and the child below only makes
+    // async-signal-safe calls on memory prepared before the fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid > 0 {
+        return Ok(pid);
+    }
+    // The child. No allocation, no locks, no Rust I/O from here on.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) with a valid signal number.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGTERM as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != parent {
+        // The supervisor died before PDEATHSIG was armed.
+        // SAFETY: _exit is async-signal-safe and ends the child.
+        unsafe { libc::_exit(1) };
+    }
+    // SAFETY: setpgid(0, 0) puts this process in a group of its own.
+    unsafe { libc::setpgid(0, 0) };
+    // SAFETY: `mask` is a valid sigset_t; the old mask is not wanted.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut()) };
+    for (i, &fd) in plan.fds.iter().enumerate() {
+        // SAFETY: `fd` is open (the plan's owner keeps it); the target is
+        // below every source (checked in ExecPlan::new), and dup2 clears
+        // FD_CLOEXEC on the copy so it survives execve.
+        if unsafe { libc::dup2(fd, 3 + i as RawFd) } < 0 {
+            // SAFETY: as above.
+            unsafe { libc::_exit(126) };
+        }
+    }
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    // SAFETY: `pid_buf` points at the child's own copy of the entry, which
+    // has `pid_len` bytes: "LISTEN_PID=" and room for 10 digits and a NUL.
+    let entry = unsafe { std::slice::from_raw_parts_mut(pid_buf, pid_len) };
+    write_pid(&mut entry[pid_at..], me);
+    // SAFETY: path, argv and envp are NUL-terminated strings in
+    // NULL-terminated arrays, all alive (the child's copy of the plan).
+    unsafe {
+        libc::execve(
+            plan.path.as_ptr(),
+            plan.argv_ptrs.as_ptr(),
+            plan.env_ptrs.as_ptr(),
+        )
+    };
+    // SAFETY: execve failed; leave without running any Rust destructors.
+    unsafe { libc::_exit(127) }
+}
+
+/// `kill(2)`.
+pub(crate) fn kill(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill has no memory preconditions; callers pass their own children.
+    if unsafe { libc::kill(pid, signal) } < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// One exited child, without waiting: `waitpid(-1, WNOHANG)`.
+pub(crate) fn reap_child() -> Option<(libc::pid_t, std::process::ExitStatus)> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: `status` is a valid, exclusively borrowed int.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid > 0 {
+            return Some((pid, std::process::ExitStatus::from_raw(status)));
+        }
+        if pid < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return None; // 0: none exited; ECHILD: no children
+    }
+}
+
+/// Waits up to `timeout` (`None`: for ever) for one of `signals`, which must
+/// be blocked. `Ok(None)` when the time ran out or another signal interrupted.
+pub(crate) fn wait_signal_timeout(
+    signals: &[libc::c_int],
+    timeout: Option<std::time::Duration>,
+) -> io::Result<Option<libc::c_int>> {
+    let set = sigset_of(signals);
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as _,
+    });
+    let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
+    // SAFETY: `set` is valid; `tsp` is null or points at `ts`, alive for the
+    // call; a null siginfo is allowed.
+    let r = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), tsp) };
+    if r >= 0 {
+        return Ok(Some(r));
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
+        _ => Err(e),
+    }
+}
+
+/// A close-on-exec duplicate of `fd` numbered `min` or above.
+pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an fd the caller keeps open.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor and nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
+}
+
+/// Adds the listening socket `fd` to the epoll instance `epfd` for
+/// readability, edge-triggered, with `EPOLLEXCLUSIVE`: when several
+/// processes wait on one shared listener, a new connection wakes one of
+/// them, not all (no thundering herd). `token` comes back in the event, as
+/// for mio's own registrations.
+pub(crate) fn epoll_add_exclusive(epfd: RawFd, fd: RawFd, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32,
+        u64: token,
+    };
+    // SAFETY: both fds are open; `ev` is a valid epoll_event for the call.
+    if unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Removes `fd` from the epoll instance `epfd`.
+pub(crate) fn epoll_del(epfd: RawFd, fd: RawFd) -> io::Result<()> {
+    // SAFETY: a null event is allowed for EPOLL_CTL_DEL (Linux 2.6.9+).
+    if unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `send(2)` with `MSG_DONTWAIT | MSG_NOSIGNAL`: never blocks, never raises
 /// SIGPIPE, without changing the (shared) file status flags of `fd`.
 pub(crate) fn send_nowait(fd: RawFd, buf: &[u8]) -> io::Result<usize> {

@@ -120,6 +120,11 @@ fn status_response(ctx: &Ctx<'_>) -> Response {
         st.log_dropped,
         ctx.draining
     );
+    // Which process answered: with `--workers`, each worker has its own.
+    body.push_str(&format!(",\"pid\":{}", std::process::id()));
+    if let Some(g) = ctx.config.generation {
+        body.push_str(&format!(",\"generation\":{g}"));
+    }
     if ctx.draining {
         body.push_str(
             ",\"error\":{\"code\":\"draining\",\"message\":\"the server is shutting down\"}}\n",

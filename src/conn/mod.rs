@@ -85,6 +85,9 @@ const SEND_BUDGET: usize = 256 * 1024;
 /// Pipelined responses gathered into one write: at most this many bytes
 /// (the pool keeps write buffers up to 16 KiB).
 const BATCH_CAP: usize = 16 * 1024;
+/// In a drain, how long a worker that shares its listener waits for the
+/// first request of a connection it has just accepted.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 /// Room for chunk framing on top of the decoded body in the read buffer.
 const CHUNK_SLACK: usize = 16 * 1024;
 
@@ -446,14 +449,44 @@ impl<T: Transport> Conn<T> {
         self.close(ctx);
     }
 
-    /// Shutdown began: a connection with no request in progress closes now;
-    /// one in progress finishes its response and then closes.
-    pub(crate) fn begin_drain(&mut self, ctx: &mut Ctx<'_>) {
-        if matches!(self.phase, Phase::Head | Phase::Linger) {
-            self.close(ctx);
-        } else {
-            self.keep_alive = false;
+    /// Shutdown began: a connection in progress finishes its response and
+    /// then closes. One waiting for a head is read once first (read before
+    /// you close): a complete request already in the socket is one the
+    /// client has sent, and during a `--workers` reload nobody else can
+    /// answer it, so it is answered (with `Connection: close`). With nothing
+    /// readable, or only part of a head, the connection closes now. Returns
+    /// `true` when it has work that no event will announce.
+    pub(crate) fn begin_drain(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        match self.phase {
+            Phase::Linger => self.close(ctx),
+            Phase::Head => {
+                // Readiness flags may lag (the drain starts before this
+                // turn's events are read): always try, without blocking.
+                let limit = ctx.config.max_head_bytes;
+                if let Fill::Failed = self.fill(ctx, limit, &mut Budget::default()) {
+                    return false; // `fill` closed it
+                }
+                let data = &self.rbuf[self.start..self.end];
+                let skip = crate::parse::leading_empty_lines(data);
+                if crate::parse::find_head_end(&data[skip..], 0).is_some() {
+                    return true;
+                }
+                // A worker sharing its listener (`--workers`) may have
+                // accepted this connection an instant before the drain,
+                // before its first request could arrive: the client cannot
+                // know which worker took it and will send. A short grace,
+                // for a connection that has not had a response yet (only a
+                // kept-alive one has `nodelay`), instead of a close under it.
+                if ctx.config.shared_listener && !self.nodelay {
+                    let grace = ctx.after(FIRST_REQUEST_GRACE);
+                    self.deadline = Some(self.deadline.map_or(grace, |d| d.min(grace)));
+                    return false;
+                }
+                self.close(ctx);
+            }
+            _ => self.keep_alive = false,
         }
+        false
     }
 }
 

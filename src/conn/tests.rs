@@ -439,3 +439,43 @@ fn responses_gathered_before_a_deferred_one_go_out_at_once() {
     rig.drive_with(&mut conn, &mut handler);
     assert_eq!(bodies(&conn.io.written), ["a", "later"]);
 }
+
+/// A drain starts with a complete request already in the socket, not yet
+/// read (a `--workers` reload: the client sent it to the old worker).
+/// Read before you close: it is answered, with `Connection: close`. An idle
+/// connection with nothing readable closes at once.
+#[test]
+fn drain_answers_a_request_already_in_the_socket() {
+    let mut rig = Rig::new();
+    let mut waiting = Conn::new(Script::default(), None, rig.now, &rig.config, false);
+    waiting.readable = false; // no event read yet this turn
+    waiting
+        .io
+        .reads
+        .push_back(Ok(b"GET /late HTTP/1.1\r\nHost: t\r\n\r\n".to_vec()));
+    let mut idle = Conn::new(Script::default(), None, rig.now, &rig.config, false);
+    let mut handler = |req: &Request<'_>| Response::text(200, req.target().to_string());
+    let mut ctx = Ctx {
+        config: &rig.config,
+        now: rig.now,
+        date: &rig.date,
+        stats: &mut rig.stats,
+        pool: &mut rig.pool,
+        logs: &mut rig.logs,
+        draining: true,
+        shutdown: &rig.shared,
+        key: 0,
+        connections: 2,
+        started: rig.now,
+        access_log: None,
+    };
+    assert!(waiting.begin_drain(&mut ctx), "work to do");
+    waiting.drive(&mut ctx, &mut handler);
+    let out = String::from_utf8_lossy(&waiting.io.written).into_owned();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
+    assert!(out.contains("onnection: close"), "{out:?}");
+    assert!(out.ends_with("/late"), "{out:?}");
+    assert!(!idle.begin_drain(&mut ctx));
+    assert!(idle.is_closed());
+    assert!(idle.io.written.is_empty());
+}
