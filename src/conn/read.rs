@@ -91,7 +91,7 @@ impl<T: Transport> Conn<T> {
         if let Some(head_len) = parse::find_head_end(data, self.scan) {
             if budget.requests >= MAX_REQUESTS_PER_TURN {
                 if self.has_gathered() {
-                    self.flush_gathered();
+                    self.flush_gathered(ctx);
                     return Step::Continue;
                 }
                 return Step::Yield;
@@ -114,7 +114,7 @@ impl<T: Transport> Conn<T> {
         if self.has_gathered() {
             // Every complete request of this read is answered: write the
             // batch before reading more or waiting.
-            self.flush_gathered();
+            self.flush_gathered(ctx);
             return Step::Continue;
         }
         self.scan = data.len();
@@ -261,7 +261,7 @@ impl<T: Transport> Conn<T> {
         if self.eof {
             ctx.stats.disconnects += 1;
             debug!("{} closed in the middle of a request body", Peer(self.peer));
-            self.close(ctx);
+            self.close_after_gathered(ctx);
             return Step::Continue;
         }
         if !self.readable {

@@ -259,7 +259,7 @@ impl<T: Transport> Conn<T> {
                     "{} disconnected while its reply was deferred",
                     Peer(self.peer)
                 );
-                self.close(ctx);
+                self.close_after_gathered(ctx);
             }
         }
         Step::Continue
@@ -486,7 +486,7 @@ impl<T: Transport> Conn<T> {
                 "{} closed in the middle of a streamed body",
                 Peer(self.peer)
             );
-            self.close(ctx);
+            self.close_after_gathered(ctx);
             return Step::Continue;
         }
         if !self.readable {

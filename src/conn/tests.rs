@@ -479,3 +479,87 @@ fn drain_answers_a_request_already_in_the_socket() {
     assert!(idle.is_closed());
     assert!(idle.io.written.is_empty());
 }
+
+/// Regression (found in review): a response gathered ahead of a deferred one is lost when the
+/// peer half-closes while the socket is full: step_deferred closes on
+/// `read_closed` without checking for gathered bytes still unsent.
+#[test]
+fn a_gathered_response_is_not_lost_when_the_peer_half_closes() {
+    let mut rig = Rig::new();
+    let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
+    conn.io.reads.push_back(Ok(
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /later HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+    ));
+    conn.io.writes.push_back(None); // the socket's buffer is full for now
+    let replies = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let shipped = std::rc::Rc::clone(&replies);
+    let mut handler = |req: &Request<'_>| {
+        if req.path() == "/later" {
+            let (resp, reply) = Response::deferred();
+            shipped.borrow_mut().push(reply);
+            resp
+        } else {
+            Response::text(200, "a")
+        }
+    };
+    rig.drive_with(&mut conn, &mut handler);
+    assert!(matches!(conn.phase, Phase::Deferred { .. }));
+    assert!(conn.io.written.is_empty());
+    // The client sent its FIN after its requests (EPOLLRDHUP), buffer still full.
+    conn.readable = true;
+    conn.read_closed = true;
+    rig.drive_with(&mut conn, &mut handler);
+    // Room again.
+    conn.writable = true;
+    rig.drive_with(&mut conn, &mut handler);
+    assert_eq!(
+        bodies(&conn.io.written),
+        ["a"],
+        "the answer to /a was dropped"
+    );
+}
+
+/// Regression (found in review): same in the Body phase: a gathered answer unsent (socket full)
+/// is dropped when the peer's FIN comes in the middle of the next request's
+/// body. Before gathering, the first answer was written out in `Respond`
+/// before the second request was even parsed.
+#[test]
+fn a_gathered_response_is_not_lost_when_a_body_is_cut() {
+    let mut rig = Rig::new();
+    let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
+    conn.io.reads.push_back(Ok(
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345".to_vec(),
+    ));
+    conn.io.writes.push_back(None); // full for now
+    let mut handler = |_req: &Request<'_>| Response::text(200, "a");
+    conn.writable = true;
+    rig.drive_with(&mut conn, &mut handler);
+    assert!(conn.io.written.is_empty());
+    conn.io.reads.push_back(Ok(Vec::new())); // the FIN
+    conn.readable = true;
+    conn.read_closed = true;
+    rig.drive_with(&mut conn, &mut handler);
+    conn.writable = true;
+    rig.drive_with(&mut conn, &mut handler);
+    assert_eq!(
+        bodies(&conn.io.written),
+        ["a"],
+        "the answer to /a was dropped"
+    );
+}
+
+/// Regression (found in review): a flushed batch that meets a full socket keeps the head timer
+/// (10 s) of the partial request behind it, not the stall timer (30 s).
+#[test]
+fn a_flushed_batch_waits_on_the_stall_timer() {
+    let mut rig = Rig::new();
+    let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
+    conn.io.reads.push_back(Ok(
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTT".to_vec(),
+    ));
+    conn.io.writes.push_back(None);
+    let mut handler = |_req: &Request<'_>| Response::text(200, "a");
+    rig.drive_with(&mut conn, &mut handler);
+    assert!(matches!(conn.phase, Phase::Respond));
+    assert_eq!(conn.deadline, Some(rig.now + rig.config.stall_timeout));
+}

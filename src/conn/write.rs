@@ -135,10 +135,24 @@ impl<T: Transport> Conn<T> {
 
     /// Writes the gathered responses now (before reading more, waiting, or
     /// yielding the turn).
-    pub(super) fn flush_gathered(&mut self) {
+    pub(super) fn flush_gathered(&mut self, ctx: &Ctx<'_>) {
         self.out = Out::None;
         self.set_phase(Phase::Respond);
         self.writable = true;
+        self.deadline = Some(ctx.after(ctx.config.stall_timeout));
+    }
+
+    /// The client went away mid-request (its body cut, or while its reply
+    /// was deferred): responses gathered ahead of that request still go out
+    /// whole, then the connection closes; with none, it closes now.
+    pub(super) fn close_after_gathered(&mut self, ctx: &mut Ctx<'_>) {
+        if self.wpos < self.wbuf.len() {
+            self.keep_alive = false;
+            self.start = self.end;
+            self.flush_gathered(ctx);
+        } else {
+            self.close(ctx);
+        }
     }
 
     pub(super) fn step_respond(&mut self, ctx: &mut Ctx<'_>, budget: &mut Budget) -> Step {

@@ -54,6 +54,13 @@ const MASK: u32 = libc::IN_MODIFY
     | libc::IN_DELETE_SELF
     | libc::IN_MOVE_SELF
     | libc::IN_ONLYDIR;
+/// What a cached file's own watch reports: changes through any of its names
+/// (a hard link made after it was cached, a write through that link).
+const FILE_MASK: u32 = libc::IN_MODIFY
+    | libc::IN_ATTRIB
+    | libc::IN_CLOSE_WRITE
+    | libc::IN_DELETE_SELF
+    | libc::IN_MOVE_SELF;
 
 /// The cache's bounds.
 #[derive(Debug, Clone, Copy)]
@@ -113,8 +120,10 @@ pub(super) struct Entry {
     pub(super) head_304: HeaderBlock,
     rel: PathBuf,
     stamp: Stamp,
-    /// The watches this entry depends on; empty when it is not watched.
-    deps: Vec<i32>,
+    /// The watches this entry depends on, each with the bucket it is in:
+    /// under a name, or `None` for anything the watch reports. Empty when
+    /// it is not watched.
+    deps: Vec<Dep>,
     /// Not watched: when to compare it with the file again.
     verify_at: Option<Instant>,
     gen: u64,
@@ -122,7 +131,24 @@ pub(super) struct Entry {
     next: u32,
 }
 
-/// Entries that depend on one watched directory.
+/// Whether a new entry's path could be watched.
+enum Watched {
+    /// Every watch is in place.
+    Yes(Vec<Dep>),
+    /// No inotify, or out of watches: revalidate the entry instead.
+    Degraded,
+    /// Do not cache it (the root path is not the served directory now).
+    Never,
+}
+
+/// One watch an entry depends on, and its bucket there.
+#[derive(Debug)]
+struct Dep {
+    wd: i32,
+    name: Option<OsString>,
+}
+
+/// Entries that depend on one watched directory (or file).
 #[derive(Debug, Default)]
 struct Watch {
     /// By the name of the next path component.
@@ -269,16 +295,25 @@ impl Cache {
     }
 
     fn try_fill(&mut self, f: &Fill<'_>, dir: &File, root: &Path) -> Option<u32> {
+        // An entry being replaced goes first, so its watches are not given
+        // back while the new one is being set up on them.
+        if let Some(&old) = self.map.get(f.key) {
+            self.remove(old);
+        }
         // Watch first, then open and read: a change after this point is
         // reported, a change before it is in what we read.
-        let deps = self.watch_path(root, f.rel);
+        let deps = match self.watch_path(root, dir, f.rel, f.via_index) {
+            Watched::Yes(deps) => Some(deps),
+            Watched::Degraded => None,
+            Watched::Never => return None,
+        };
         let opened = crate::sys::open_beneath_no_symlinks(dir, f.rel)
             .and_then(|file| file.metadata().map(|m| (file, m)));
         let (file, meta) = match opened {
             Ok(x) => x,
             Err(e) => {
                 debug!("not caching /{}: {e}", f.rel.display());
-                self.release(deps.as_deref().unwrap_or(&[]));
+                self.release_deps(deps.as_deref().unwrap_or(&[]));
                 return None;
             }
         };
@@ -291,7 +326,7 @@ impl Cache {
             self.limits.fds > 0
         };
         if !cacheable || !fits {
-            self.release(deps.as_deref().unwrap_or(&[]));
+            self.release_deps(deps.as_deref().unwrap_or(&[]));
             return None;
         }
         let content = if small {
@@ -299,7 +334,7 @@ impl Cache {
                 Ok(bytes) => Content::Bytes(bytes.into()),
                 Err(e) => {
                     debug!("not caching /{}: {e}", f.rel.display());
-                    self.release(deps.as_deref().unwrap_or(&[]));
+                    self.release_deps(deps.as_deref().unwrap_or(&[]));
                     return None;
                 }
             }
@@ -324,9 +359,6 @@ impl Cache {
             h304.push((header::CACHE_CONTROL, cc));
         }
         let (head, head_304) = (HeaderBlock::new(h200), HeaderBlock::new(h304));
-        if let Some(&old) = self.map.get(f.key) {
-            self.remove(old);
-        }
         let watched = deps.is_some();
         let entry = Entry {
             key: f.key.into(),
@@ -345,82 +377,117 @@ impl Cache {
         };
         let slot = self.insert(entry);
         if let Some(deps) = deps {
-            self.depend(slot, f.rel, f.via_index, deps);
+            self.depend(slot, deps);
         }
         self.evict(slot);
         self.refused.remove(f.key);
         Some(slot)
     }
 
-    /// Watches the root and each directory on the way to `rel`; the watch
-    /// descriptors top-down, or `None` if any could not be added.
-    fn watch_path(&mut self, root: &Path, rel: &Path) -> Option<Vec<i32>> {
-        let inotify = self.inotify.as_ref()?;
-        let mut wds = Vec::new();
-        let mut dir = root.to_path_buf();
-        let parent = rel.parent().unwrap_or(Path::new(""));
-        for name in std::iter::once(None).chain(parent.iter().map(Some)) {
-            if let Some(n) = name {
-                dir.push(n);
+    /// Watches the root, each directory on the way to `rel` and the file
+    /// itself, each with the bucket the entry will be in: under the next
+    /// component's name, or, for an index file, on anything in its
+    /// directory. `None` if any watch could not be added, or the root path
+    /// no longer names the directory `dir` serves (it was moved away): then
+    /// the entry is revalidated instead.
+    fn watch_path(&mut self, root: &Path, dir: &File, rel: &Path, via_index: bool) -> Watched {
+        let Some(inotify) = self.inotify.as_ref() else {
+            return Watched::Degraded;
+        };
+        let names: Vec<&std::ffi::OsStr> = rel.iter().collect();
+        let mut deps = Vec::with_capacity(names.len() + 1);
+        let mut path = root.to_path_buf();
+        for (i, name) in names.iter().enumerate() {
+            let last = i + 1 == names.len();
+            let bucket = (!(last && via_index)).then(|| name.to_os_string());
+            match crate::sys::inotify_add_watch(inotify, &path, MASK) {
+                Ok(wd) => deps.push(Dep { wd, name: bucket }),
+                Err(e) => return self.unwatched(&path, &e, deps),
             }
-            match crate::sys::inotify_add_watch(inotify, &dir, MASK) {
-                Ok(wd) => {
-                    self.watches.entry(wd).or_default();
-                    wds.push(wd);
-                }
-                Err(e) => {
-                    if !self.degraded {
-                        info!(
-                            "file cache: cannot watch {} ({e}); files that cannot be watched \
-                             are revalidated every second",
-                            dir.display()
-                        );
-                        self.degraded = true;
-                    }
-                    self.release(&wds);
-                    return None;
-                }
-            }
+            path.push(name);
         }
-        Some(wds)
+        match crate::sys::inotify_add_watch(inotify, &path, FILE_MASK) {
+            Ok(wd) => deps.push(Dep { wd, name: None }),
+            Err(e) => return self.unwatched(&path, &e, deps),
+        }
+        for d in &deps {
+            self.watches.entry(d.wd).or_default();
+        }
+        // The watches were added by path, the file is opened beneath `dir`:
+        // the root path must still be that directory (after the watches, so
+        // a later move of it is an event on a watch we hold).
+        let same = match (std::fs::metadata(root), dir.metadata()) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        };
+        if !same {
+            debug!(
+                "file cache: {} is not the served directory any more",
+                root.display()
+            );
+            self.release_deps(&deps);
+            return Watched::Never;
+        }
+        Watched::Yes(deps)
     }
 
-    /// Records that `slot` depends on each watch in `wds` (top-down along
-    /// `rel`): under the next path component's name, or on anything in the
-    /// file's own directory for an index file.
-    fn depend(&mut self, slot: u32, rel: &Path, via_index: bool, wds: Vec<i32>) {
+    /// A watch could not be added: say so once, give back the others.
+    fn unwatched(&mut self, path: &Path, e: &io::Error, deps: Vec<Dep>) -> Watched {
+        for d in &deps {
+            self.watches.entry(d.wd).or_default();
+        }
+        if !matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::ENOMEM)) {
+            // Not a lack of watches: the path is not what the open beneath
+            // the root will find (moved, replaced): do not cache it now.
+            self.release_deps(&deps);
+            return Watched::Never;
+        }
+        if !self.degraded {
+            info!(
+                "file cache: cannot watch {} ({e}); files that cannot be watched \
+                 are revalidated every second",
+                path.display()
+            );
+            self.degraded = true;
+        }
+        for d in &deps {
+            self.watches.entry(d.wd).or_default();
+        }
+        self.release_deps(&deps);
+        Watched::Degraded
+    }
+
+    /// Records that `slot` depends on each of `deps`, in its bucket.
+    fn depend(&mut self, slot: u32, deps: Vec<Dep>) {
         let gen = self.slots[slot as usize].as_ref().map_or(0, |e| e.gen);
-        let names: Vec<OsString> = rel.iter().map(|n| n.to_os_string()).collect();
-        let last = wds.len().saturating_sub(1);
-        for (i, &wd) in wds.iter().enumerate() {
-            let Some(w) = self.watches.get_mut(&wd) else {
+        for d in &deps {
+            let Some(w) = self.watches.get_mut(&d.wd) else {
                 continue;
             };
             w.live += 1;
-            let bucket = if i == last && via_index {
-                &mut w.any
-            } else {
-                match names.get(i) {
-                    Some(n) => w.by_name.entry(n.clone()).or_default(),
-                    None => &mut w.any,
-                }
-            };
-            bucket.push((slot, gen));
-            prune(bucket, &self.slots);
+            match &d.name {
+                Some(n) => w.by_name.entry(n.clone()).or_default().push((slot, gen)),
+                None => w.any.push((slot, gen)),
+            }
         }
         if let Some(e) = self.slots[slot as usize].as_mut() {
-            e.deps = wds;
+            e.deps = deps;
         }
     }
 
-    /// Gives back watches that no entry uses.
-    fn release(&mut self, wds: &[i32]) {
-        for &wd in wds {
-            if self.watches.get(&wd).is_some_and(|w| w.live == 0) {
-                self.watches.remove(&wd);
-                if let Some(fd) = &self.inotify {
-                    crate::sys::inotify_rm_watch(fd, wd);
-                }
+    /// Gives back the watches of `deps` that no entry uses any more.
+    fn release_deps(&mut self, deps: &[Dep]) {
+        for d in deps {
+            self.release(d.wd);
+        }
+    }
+
+    /// Gives back watch `wd` if no entry uses it.
+    fn release(&mut self, wd: i32) {
+        if self.watches.get(&wd).is_some_and(|w| w.live == 0) {
+            self.watches.remove(&wd);
+            if let Some(fd) = &self.inotify {
+                crate::sys::inotify_rm_watch(fd, wd);
             }
         }
     }
@@ -542,12 +609,27 @@ impl Cache {
             Content::Bytes(b) => self.bytes -= b.len() as u64,
             Content::Fd(_) => self.fds -= 1,
         }
-        for wd in &e.deps {
-            if let Some(w) = self.watches.get_mut(wd) {
-                w.live = w.live.saturating_sub(1);
+        // Out of its buckets (an emptied name goes too), then the watches
+        // nothing else uses.
+        for d in &e.deps {
+            let Some(w) = self.watches.get_mut(&d.wd) else {
+                continue;
+            };
+            w.live = w.live.saturating_sub(1);
+            let gone = |p: &(u32, u64)| *p == (slot, e.gen);
+            match &d.name {
+                Some(n) => {
+                    if let Some(b) = w.by_name.get_mut(n) {
+                        b.retain(|p| !gone(p));
+                        if b.is_empty() {
+                            w.by_name.remove(n);
+                        }
+                    }
+                }
+                None => w.any.retain(|p| !gone(p)),
             }
         }
-        self.release(&e.deps);
+        self.release_deps(&e.deps);
     }
 
     /// Evicts least recently used entries (never `keep`) until every bound
@@ -617,19 +699,6 @@ impl Cache {
     }
 }
 
-/// Drops the pairs of entries that are gone, when a bucket has doubled, so
-/// buckets stay proportional to the live entries (amortised O(1)).
-fn prune(bucket: &mut Vec<(u32, u64)>, slots: &[Option<Entry>]) {
-    if bucket.len() >= 32 && bucket.len().is_power_of_two() {
-        bucket.retain(|&(s, g)| {
-            slots
-                .get(s as usize)
-                .and_then(Option::as_ref)
-                .is_some_and(|e| e.gen == g)
-        });
-    }
-}
-
 /// The whole file, exactly `len` bytes, or an error if it is shorter now.
 fn read_all(file: &File, len: u64) -> io::Result<Vec<u8>> {
     let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
@@ -644,4 +713,52 @@ fn read_all(file: &File, len: u64) -> io::Result<Vec<u8>> {
         }
     }
     Ok(buf)
+}
+
+/// Regression (found in review): per-name buckets outlived their entries.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_stay_bounded_by_the_entries() {
+        let base = std::env::temp_dir().join(format!("keel-review-bkt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        for i in 0..5000 {
+            std::fs::write(base.join(format!("f{i}")), b"x").unwrap();
+        }
+        let dir = File::open(&base).unwrap();
+        let mut c = Cache::new(Limits {
+            bytes: 1 << 20,
+            entries: 16,
+            fds: 4,
+            small: 1024,
+        });
+        for i in 0..5000 {
+            let key = format!("/f{i}");
+            let rel = PathBuf::from(format!("f{i}"));
+            let f = Fill {
+                key: key.as_bytes(),
+                rel: &rel,
+                via_index: false,
+                content_type: "text/plain".into(),
+                accept_ranges: "bytes",
+                cache_control: None,
+            };
+            assert!(c.fill(&f, &dir, &base).is_some());
+        }
+        let names: usize = c.watches.values().map(|w| w.by_name.len()).sum();
+        let pairs: usize = c
+            .watches
+            .values()
+            .map(|w| w.by_name.values().map(Vec::len).sum::<usize>())
+            .sum();
+        let _ = std::fs::remove_dir_all(&base);
+        assert_eq!(c.map.len(), 16);
+        assert!(
+            names <= 64,
+            "{names} names / {pairs} pairs held for 16 entries"
+        );
+    }
 }

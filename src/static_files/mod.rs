@@ -29,7 +29,7 @@ use log::{debug, error, warn};
 
 use crate::{header, Body, ErrorCode, Handler, HeaderText, Request, Response};
 
-use cache::{Cache, Content};
+use cache::Content;
 use conditional::{Identity, Outcome, Validators};
 use encoding::Coding;
 use mime::MimeTable;
@@ -175,7 +175,7 @@ pub struct StaticFiles {
     /// Counts multipart responses, to vary their boundaries.
     multipart_seq: u64,
     /// The open-file cache; `None` when turned off.
-    cache: Option<Cache>,
+    cache: Option<cache::Cache>,
 }
 
 impl StaticFiles {
@@ -216,7 +216,7 @@ impl StaticFiles {
             && options.cache_entries > 0
             && !options.precompressed)
             .then(|| {
-                Cache::new(cache::Limits {
+                cache::Cache::new(cache::Limits {
                     bytes: options.cache_bytes,
                     entries: options.cache_entries,
                     fds: options.cache_fds,
@@ -247,14 +247,14 @@ impl StaticFiles {
     /// What the open-file cache holds now: `(files, bytes, descriptors)`;
     /// zeros when it is off.
     pub fn cache_usage(&self) -> (usize, u64, usize) {
-        self.cache.as_ref().map_or((0, 0, 0), Cache::usage)
+        self.cache.as_ref().map_or((0, 0, 0), cache::Cache::usage)
     }
 
     /// Whether the cache learns of changes from inotify alone (`true`), or
     /// some entries are revalidated every second because inotify is missing
     /// or out of watches (`false`). `true` when the cache is off.
     pub fn cache_watched(&self) -> bool {
-        self.cache.as_ref().is_none_or(Cache::watched)
+        self.cache.as_ref().is_none_or(cache::Cache::watched)
     }
 
     /// A GET or HEAD answered from the cache, if the path is cached and the
@@ -321,20 +321,30 @@ impl StaticFiles {
         if !meta.is_file() || resolved.slash {
             return not_found();
         }
-        self.serve_file(req, &rel, file, meta, false)
+        self.serve_file(req, &rel, file, meta, Cache::Path)
     }
 
     /// A directory with a trailing slash: its first index file, else its
     /// listing if allowed, else 404.
     fn serve_dir(&mut self, req: &Request<'_>, rel: &Path, dir: &File) -> Response {
+        // An index file is cached only if every name before it is absent:
+        // one that is there but skipped (not a file, a dangling symlink)
+        // could start to resolve without any change in this directory.
+        let mut cacheable = true;
         for i in 0..self.options.index.len() {
             let index = rel.join(&self.options.index[i]);
             match self.open(&index) {
                 Ok((file, meta)) if meta.is_file() => {
-                    return self.serve_file(req, &index, file, meta, true)
+                    let how = if cacheable { Cache::Index } else { Cache::No };
+                    return self.serve_file(req, &index, file, meta, how);
                 }
-                Ok(_) => {}
-                Err(e) if is_missing(&e) => {}
+                Ok(_) => cacheable = false,
+                Err(e) if is_missing(&e) => {
+                    cacheable = cacheable
+                        && self.cache.is_some()
+                        && matches!(std::fs::symlink_metadata(self.root.join(&index)),
+                            Err(e) if e.kind() == io::ErrorKind::NotFound);
+                }
                 Err(e) => return open_error(&index, &e),
             }
         }
@@ -364,14 +374,16 @@ impl StaticFiles {
         rel: &Path,
         file: File,
         meta: Metadata,
-        via_index: bool,
+        how: Cache,
     ) -> Response {
         let content_type = self.mime.lookup(rel);
-        if let Some(cache) = &mut self.cache {
+        // A range request is served from the file; the next plain one fills.
+        let ranged = self.options.max_ranges > 0 && req.header_bytes(header::RANGE).is_some();
+        if let (Some(cache), false, false) = (&mut self.cache, how == Cache::No, ranged) {
             let fill = cache::Fill {
                 key: req.path().as_bytes(),
                 rel,
-                via_index,
+                via_index: how == Cache::Index,
                 content_type: content_type.clone(),
                 accept_ranges: if self.options.max_ranges > 0 {
                     "bytes"
@@ -597,6 +609,17 @@ impl Handler for StaticFiles {
             c.release_fds();
         }
     }
+}
+
+/// Whether (and how) a file served may be cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cache {
+    /// As the file its path names.
+    Path,
+    /// As a directory's index file: any change in the directory counts.
+    Index,
+    /// Not at all.
+    No,
 }
 
 /// A boundary unlikely to occur in any file: `keel-` and 16 hex digits mixed
