@@ -1,7 +1,8 @@
 //! The access log writer: Common or Combined Log Format lines, formatted with
-//! no allocation into one buffer per loop turn and written with one
-//! `write(2)` at the end of the turn (or when the buffer fills), never one
-//! per request. The timestamp is formatted once per second.
+//! no allocation into one 64 KiB buffer and written with one `write(2)` once
+//! the oldest line is 100 ms old (or the buffer fills, the server stops, or
+//! the file is reopened), never one per request, even when each loop turn
+//! serves a single request. The timestamp is formatted once per second.
 //!
 //! A failing target never fails or slows a request: a full disk, a removed
 //! file system or a reader that does not keep up drops lines, and counts
@@ -167,7 +168,7 @@ const BUF_CAP: usize = 64 * 1024;
 /// Longest line kept: the request target and two headers are cut to fit.
 const FIELD_CAP: usize = 2048;
 
-/// The engine's side: the per-turn buffer and the sink.
+/// The engine's side: the buffer and the sink.
 pub(crate) struct Writer {
     sink: Sink,
     format: LogFormat,
@@ -177,6 +178,13 @@ pub(crate) struct Writer {
     stamp_secs: u64,
     /// `[10/Oct/2000:13:55:36 +0000]`
     stamp: [u8; 28],
+}
+
+impl Drop for Writer {
+    /// Lines still buffered when the server goes away are written.
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 impl fmt::Debug for Writer {
@@ -267,6 +275,11 @@ impl Writer {
     /// Writes what the buffer holds, once; never blocks. What the sink
     /// cannot take now stays (whole lines) for the next turn if it would
     /// block, and is dropped and counted if the sink failed.
+    /// Whether lines wait in the buffer.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
     pub(crate) fn flush(&mut self) {
         if self.buf.is_empty() {
             return;

@@ -25,7 +25,7 @@
 //!  API      server.rs handler.rs request.rs response.rs stream.rs shutdown.rs config.rs error.rs header.rs
 //!  engine   reactor.rs -> conn/ -> parse.rs  encode.rs  sys.rs (the only unsafe: libc calls)
 //!           listener.rs (TCP and Unix listeners, socket activation)  notify.rs (sd_notify)
-//!           access_log.rs (buffered, one write per turn)
+//!           access_log.rs (buffered, one write per 100 ms)
 //! ```
 //!
 //! The handler runs on the server's thread: no `Send`/`Sync` bounds, and it

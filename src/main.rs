@@ -383,7 +383,7 @@ fn run(args: &Args) -> ExitCode {
     }
     // The access log: a file if asked for, else stderr unless RUST_LOG
     // silences it (decided once, here). Either way the engine's buffered
-    // writer: one write per loop turn, never blocking the loop.
+    // writer: one write per 100 ms at most, never blocking the loop.
     let log = match &args.access_log {
         Some(path) => match AccessLog::file(path, args.log_format) {
             Ok(l) => Some(l),

@@ -34,6 +34,8 @@ const MAX_LISTENERS: usize = 1 << 16;
 const HANDLER: Token = Token(LISTENERS - MAX_LISTENERS);
 /// Accepts per turn before the loop serves its existing connections again.
 const ACCEPTS_PER_TURN: usize = 128;
+/// How long access log lines may wait in the buffer before one write.
+const LOG_FLUSH_AFTER: Duration = Duration::from_millis(100);
 /// Back-off before accepting again after `EMFILE` and friends.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -77,8 +79,10 @@ pub(crate) struct Reactor {
     handler_polled: bool,
     /// sd_notify (service manager), when asked for: see `notify.rs`.
     notify: Option<Notifier>,
-    /// The buffered access log, if set: flushed once at the end of each turn.
+    /// The buffered access log, if set: see `flush_access_log`.
     access_log: Option<Writer>,
+    /// When the access log's buffered lines are due to be written.
+    log_since: Option<Instant>,
     /// Reused by `wake_streams` (issue 13).
     woken: Vec<usize>,
 }
@@ -145,6 +149,7 @@ impl Reactor {
             handler_polled: false,
             notify: None,
             access_log: None,
+            log_since: None,
             woken: Vec::new(),
         })
     }
@@ -184,6 +189,7 @@ impl Reactor {
         self.now = Instant::now();
         self.check_shutdown();
         if self.check_finished() {
+            self.flush_access_log(true);
             return Ok(false);
         }
         if !self.handler_polled {
@@ -261,7 +267,7 @@ impl Reactor {
             }
         }
         self.fire_timers();
-        self.flush_access_log();
+        self.flush_access_log(false);
         Ok(true)
     }
 
@@ -403,6 +409,9 @@ impl Reactor {
             consider(at);
         }
         if let (Some(at), false) = (self.accept_retry_at, self.listeners.is_empty()) {
+            consider(at);
+        }
+        if let Some(at) = self.log_since {
             consider(at);
         }
         t
@@ -553,11 +562,22 @@ impl Reactor {
         }
     }
 
-    /// The turn's access log lines in one write; a reopen if one was asked.
-    fn flush_access_log(&mut self) {
+    /// Writes the access log's lines once the oldest is [`LOG_FLUSH_AFTER`]
+    /// old (the buffer also writes itself when full), at once when `now` or
+    /// before a reopen: one `write(2)` for many requests even when each loop
+    /// turn serves only one.
+    fn flush_access_log(&mut self, now: bool) {
         if let Some(w) = &mut self.access_log {
-            w.flush();
-            if self.shared.take_reopen() {
+            let reopen = self.shared.take_reopen();
+            if !w.has_pending() {
+                self.log_since = None;
+            } else if now || reopen || self.log_since.is_some_and(|t| self.now >= t) {
+                w.flush();
+                self.log_since = None;
+            } else if self.log_since.is_none() {
+                self.log_since = Some(self.now + LOG_FLUSH_AFTER);
+            }
+            if reopen {
                 w.reopen();
             }
             self.stats.log_dropped = w.dropped;

@@ -140,7 +140,7 @@ impl Server {
     }
 
     /// Logs every request to `log` (a file or stderr), buffered and written
-    /// once per loop turn. Without it, each request is logged through the
+    /// at most every 100 ms (or when 64 KiB gather). Without it, each request is logged through the
     /// `log` crate (target `keelhttp::access`, level `info`).
     pub fn set_access_log(&mut self, log: AccessLog) {
         self.reactor.set_access_log(log.into_writer());
