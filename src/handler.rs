@@ -40,6 +40,11 @@ pub trait Handler {
     /// until it would block. Default: nothing.
     fn on_ready(&mut self) {}
 
+    /// The loop polled and [`watch_fd`](Self::watch_fd) was not readable:
+    /// nothing new on it as of now (no syscall needed to know). Called once
+    /// a turn, only for a handler with a `watch_fd`. Default: nothing.
+    fn polled(&mut self) {}
+
     /// The process ran out of file descriptors (`accept` failed with
     /// `EMFILE` or `ENFILE`): close what can be spared, such as cached
     /// files. Default: nothing.

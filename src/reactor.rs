@@ -77,6 +77,8 @@ pub(crate) struct Reactor {
     forced: usize,
     /// Whether the handler was asked for its [`Handler::watch_fd`].
     handler_polled: bool,
+    /// The handler's descriptor is registered (`HANDLER`).
+    handler_fd: bool,
     /// sd_notify (service manager), when asked for: see `notify.rs`.
     notify: Option<Notifier>,
     /// The buffered access log, if set: see `flush_access_log`.
@@ -147,6 +149,7 @@ impl Reactor {
             drained: 0,
             forced: 0,
             handler_polled: false,
+            handler_fd: false,
             notify: None,
             access_log: None,
             log_since: None,
@@ -201,6 +204,7 @@ impl Reactor {
                     .register(&mut SourceFd(&raw), HANDLER, Interest::READABLE)
                     .map_err(Error::poll)?;
                 handler.on_ready(); // anything that happened before
+                self.handler_fd = true;
             }
         }
         self.notify_tick(); // READY=1 on the first turn; watchdog pings
@@ -210,6 +214,7 @@ impl Reactor {
         self.now = Instant::now();
         self.date.update(SystemTime::now());
         self.notify_tick();
+        let complete = polled.is_ok(); // not interrupted: the events say all
         match polled {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
@@ -222,6 +227,8 @@ impl Reactor {
         // sent is seen before that request is served.
         if events.iter().any(|ev| ev.token() == HANDLER) {
             handler.on_ready();
+        } else if self.handler_fd && complete {
+            handler.polled();
         }
         for ev in events.iter() {
             match ev.token() {

@@ -36,9 +36,10 @@ use crate::{header, HeaderBlock, HeaderText};
 /// How often an entry that could not be watched is checked against the file.
 const REVALIDATE: Duration = Duration::from_secs(1);
 /// A hit reads pending inotify events itself (one non-blocking `read`) when
-/// the loop last did longer ago than this: a request read late in a long
-/// turn (a later accept, a keep-alive read) may have been sent after a change
-/// the loop has not polled yet. At most 20,000 such reads a second.
+/// they were last read, or the loop last polled without any, longer ago
+/// than this: a request read late in a long turn (a later accept, a
+/// keep-alive read) may have been sent after a change the loop has not
+/// polled yet. None in short turns; at most 20,000 such reads a second.
 const RECHECK: Duration = Duration::from_micros(50);
 /// How long a path found uncacheable is served without trying again.
 const REFUSED_RETRY: Duration = Duration::from_secs(5);
@@ -490,6 +491,11 @@ impl Cache {
                 crate::sys::inotify_rm_watch(fd, wd);
             }
         }
+    }
+
+    /// The loop's poll just said no event is pending: fresh as of now.
+    pub(super) fn polled(&mut self) {
+        self.checked = Instant::now();
     }
 
     /// Reads every pending inotify event and drops the entries they touch.

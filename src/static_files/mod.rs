@@ -604,6 +604,12 @@ impl Handler for StaticFiles {
         }
     }
 
+    fn polled(&mut self) {
+        if let Some(c) = &mut self.cache {
+            c.polled();
+        }
+    }
+
     fn release_fds(&mut self) {
         if let Some(c) = &mut self.cache {
             c.release_fds();
