@@ -440,9 +440,10 @@ pub(crate) fn spawn_worker(
     let pid_at = b"LISTEN_PID=".len();
     let pid_buf: *mut u8 = plan.env[plan.pid_entry].as_mut_ptr();
     let pid_len = plan.env[plan.pid_entry].len();
-    // SAFETY: fork has no preconditions; the caller is single-threaded (the
-    // supervisor starts no threads), and the child below only makes
-    // async-signal-safe calls on memory prepared before the fork.
+    // The caller is single-threaded (the supervisor starts no threads), and
+    // the child below only makes async-signal-safe calls on memory prepared
+    // before the fork.
+    // SAFETY: fork has no preconditions beyond that.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());
@@ -472,9 +473,10 @@ pub(crate) fn spawn_worker(
     // SAFETY: `mask` is a valid sigset_t; the old mask is not wanted.
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut()) };
     for (i, &fd) in plan.fds.iter().enumerate() {
-        // SAFETY: `fd` is open (the plan's owner keeps it); the target is
-        // below every source (checked in ExecPlan::new), and dup2 clears
-        // FD_CLOEXEC on the copy so it survives execve.
+        // `fd` is open (the plan's owner keeps it); the target is below every
+        // source (checked in ExecPlan::new); dup2 clears FD_CLOEXEC on the
+        // copy so it survives execve.
+        // SAFETY: plain descriptors, as just said.
         if unsafe { libc::dup2(fd, 3 + i as RawFd) } < 0 {
             // SAFETY: as above.
             unsafe { libc::_exit(126) };
