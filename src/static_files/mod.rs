@@ -321,7 +321,7 @@ impl StaticFiles {
         if !meta.is_file() || resolved.slash {
             return not_found();
         }
-        self.serve_file(req, &rel, file, meta, Cache::Path)
+        self.serve_file(req, &rel, file, meta, CacheAs::Path)
     }
 
     /// A directory with a trailing slash: its first index file, else its
@@ -335,7 +335,11 @@ impl StaticFiles {
             let index = rel.join(&self.options.index[i]);
             match self.open(&index) {
                 Ok((file, meta)) if meta.is_file() => {
-                    let how = if cacheable { Cache::Index } else { Cache::No };
+                    let how = if cacheable {
+                        CacheAs::Index
+                    } else {
+                        CacheAs::No
+                    };
                     return self.serve_file(req, &index, file, meta, how);
                 }
                 Ok(_) => cacheable = false,
@@ -374,16 +378,16 @@ impl StaticFiles {
         rel: &Path,
         file: File,
         meta: Metadata,
-        how: Cache,
+        how: CacheAs,
     ) -> Response {
         let content_type = self.mime.lookup(rel);
         // A range request is served from the file; the next plain one fills.
         let ranged = self.options.max_ranges > 0 && req.header_bytes(header::RANGE).is_some();
-        if let (Some(cache), false, false) = (&mut self.cache, how == Cache::No, ranged) {
+        if let (Some(cache), false, false) = (&mut self.cache, how == CacheAs::No, ranged) {
             let fill = cache::Fill {
                 key: req.path().as_bytes(),
                 rel,
-                via_index: how == Cache::Index,
+                via_index: how == CacheAs::Index,
                 content_type: content_type.clone(),
                 accept_ranges: if self.options.max_ranges > 0 {
                     "bytes"
@@ -619,7 +623,7 @@ impl Handler for StaticFiles {
 
 /// Whether (and how) a file served may be cached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cache {
+enum CacheAs {
     /// As the file its path names.
     Path,
     /// As a directory's index file: any change in the directory counts.
