@@ -108,12 +108,12 @@ impl Transport for Script {
 /// between them, as in the server.
 pub(crate) struct Rig {
     pub(crate) config: Config,
-    date: DateCache,
+    pub(crate) date: DateCache,
     pub(crate) stats: Stats,
-    pool: Pool,
-    logs: Logs,
-    shared: std::sync::Arc<crate::shutdown::Shared>,
-    now: Instant,
+    pub(crate) pool: Pool,
+    pub(crate) logs: Logs,
+    pub(crate) shared: std::sync::Arc<crate::shutdown::Shared>,
+    pub(crate) now: Instant,
 }
 
 /// What one scripted connection did.
@@ -147,8 +147,10 @@ impl Rig {
         }
     }
 
-    fn drive(&mut self, conn: &mut Conn<Script>, calls: &mut Vec<String>) -> bool {
-        let mut ctx = Ctx {
+    /// What `drive` borrows, as the reactor lends it (not draining, one
+    /// connection open).
+    pub(crate) fn ctx(&mut self) -> Ctx<'_> {
+        Ctx {
             config: &self.config,
             now: self.now,
             date: &self.date,
@@ -161,7 +163,11 @@ impl Rig {
             connections: 1,
             started: self.now,
             access_log: None,
-        };
+        }
+    }
+
+    fn drive_echo(&mut self, conn: &mut Conn<Script>, calls: &mut Vec<String>) -> bool {
+        let mut ctx = self.ctx();
         let mut handler = |req: &Request<'_>| {
             let line = echo(req);
             calls.push(line.clone());
@@ -221,7 +227,7 @@ impl Rig {
             conn.read_closed = conn.io.eof_at_end && conn.io.reads.is_empty();
             conn.writable = true;
             out.steps += 1;
-            let more = self.drive(&mut conn, &mut out.calls);
+            let more = self.drive_echo(&mut conn, &mut out.calls);
             if more || conn.is_closed() {
                 continue;
             }
@@ -231,21 +237,7 @@ impl Rig {
                 assert!(!timed_out, "open after its timer fired");
                 // Nothing more will arrive: the timer fires, as it would.
                 timed_out = true;
-                let mut ctx = Ctx {
-                    config: &self.config,
-                    now: self.now,
-                    date: &self.date,
-                    stats: &mut self.stats,
-                    pool: &mut self.pool,
-                    logs: &mut self.logs,
-                    draining: false,
-                    shutdown: &self.shared,
-                    key: 0,
-                    connections: 1,
-                    started: self.now,
-                    access_log: None,
-                };
-                conn.on_timeout(&mut ctx);
+                conn.on_timeout(&mut self.ctx());
             }
         }
         assert!(

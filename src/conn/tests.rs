@@ -1,6 +1,7 @@
 //! The state machine under a scripted transport: fragments, `WouldBlock`,
 //! short writes, pipelining, budgets.
 
+use super::script::Rig;
 use super::*;
 use crate::{Request, Response};
 use std::collections::VecDeque;
@@ -65,29 +66,8 @@ impl Transport for Script {
     fn set_nodelay(&mut self) {}
 }
 
-struct Rig {
-    config: Config,
-    date: DateCache,
-    stats: Stats,
-    pool: Pool,
-    logs: Logs,
-    shared: std::sync::Arc<crate::shutdown::Shared>,
-    now: Instant,
-}
-
+/// The shared rig (`script.rs`), driving this file's transport.
 impl Rig {
-    fn new() -> Rig {
-        Rig {
-            config: Config::default(),
-            date: DateCache::new(),
-            stats: Stats::default(),
-            pool: Pool::default(),
-            logs: Logs::default(),
-            shared: std::sync::Arc::new(crate::shutdown::Shared::detached()),
-            now: Instant::now(),
-        }
-    }
-
     fn drive(&mut self, conn: &mut Conn<Script>) -> bool {
         let mut handler = |req: &Request<'_>| {
             Response::text(
@@ -99,21 +79,7 @@ impl Rig {
     }
 
     fn drive_with<H: Handler>(&mut self, conn: &mut Conn<Script>, handler: &mut H) -> bool {
-        let mut ctx = Ctx {
-            config: &self.config,
-            now: self.now,
-            date: &self.date,
-            stats: &mut self.stats,
-            pool: &mut self.pool,
-            logs: &mut self.logs,
-            draining: false,
-            shutdown: &self.shared,
-            key: 0,
-            connections: 1,
-            started: self.now,
-            access_log: None,
-        };
-        conn.drive(&mut ctx, handler)
+        conn.drive(&mut self.ctx(), handler)
     }
 }
 
@@ -127,7 +93,7 @@ fn bodies(written: &[u8]) -> Vec<String> {
 
 #[test]
 fn head_in_fragments_with_would_block_between() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     conn.io.reads.push_back(Ok(b"GET /a HT".to_vec()));
     rig.drive(&mut conn);
@@ -149,7 +115,7 @@ fn head_in_fragments_with_would_block_between() {
 
 #[test]
 fn short_writes_and_would_block_resume_where_they_stopped() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     conn.io
         .reads
@@ -173,7 +139,7 @@ fn short_writes_and_would_block_resume_where_they_stopped() {
 
 #[test]
 fn chunked_body_split_across_reads_then_pipelined_request() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     let raw: &[u8] = b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
 4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\nGET /d HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -190,7 +156,7 @@ fn chunked_body_split_across_reads_then_pipelined_request() {
 
 #[test]
 fn eof_after_requests_answers_them_then_closes() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     conn.io.reads.push_back(Ok(
         b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
@@ -208,7 +174,7 @@ fn eof_after_requests_answers_them_then_closes() {
 
 #[test]
 fn reset_mid_head_closes_and_counts_a_disconnect() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     conn.io.reads.push_back(Ok(b"GET /x HTT".to_vec()));
     conn.io
@@ -226,7 +192,7 @@ fn reset_mid_head_closes_and_counts_a_disconnect() {
 
 #[test]
 fn request_budget_yields_and_resumes() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     let many: Vec<u8> = (0..40)
         .flat_map(|i| format!("GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes())
@@ -247,7 +213,7 @@ fn request_budget_yields_and_resumes() {
 
 #[test]
 fn malformed_head_gets_400_then_lingers_with_write_side_shut() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     conn.io
         .reads
@@ -266,7 +232,7 @@ fn malformed_head_gets_400_then_lingers_with_write_side_shut() {
 
 #[test]
 fn pipelined_requests_in_one_read_leave_in_one_write() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     let mut batch = Vec::new();
     for i in 0..5 {
@@ -295,7 +261,7 @@ fn pipelined_requests_in_one_read_leave_in_one_write() {
 
 #[test]
 fn connection_close_in_the_middle_of_a_batch_ends_it_there() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     conn.io
         .reads
@@ -315,7 +281,7 @@ GET /3 HTTP/1.1\r\nHost: x\r\n\r\n"
 
 #[test]
 fn a_batch_over_the_request_budget_is_written_before_yielding() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     let mut batch = Vec::new();
     for i in 0..40 {
@@ -346,7 +312,7 @@ fn a_batch_over_the_request_budget_is_written_before_yielding() {
 /// request behind it is answered after it, in order.
 #[test]
 fn a_deferred_reply_goes_out_before_the_pipelined_request_behind_it() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     conn.io.reads.push_back(Ok(
         b"GET /later HTTP/1.1\r\nHost: x\r\n\r\nGET /now HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
@@ -375,7 +341,7 @@ fn a_deferred_reply_goes_out_before_the_pipelined_request_behind_it() {
 /// Issue 13: chunk framing survives short writes and `WouldBlock`.
 #[test]
 fn a_streamed_body_is_framed_across_short_writes() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     conn.io
         .reads
@@ -415,7 +381,7 @@ fn a_streamed_body_is_framed_across_short_writes() {
 /// written while the host has not answered yet.
 #[test]
 fn responses_gathered_before_a_deferred_one_go_out_at_once() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     conn.io.reads.push_back(Ok(
         b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /later HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
@@ -446,7 +412,7 @@ fn responses_gathered_before_a_deferred_one_go_out_at_once() {
 /// connection with nothing readable closes at once.
 #[test]
 fn drain_answers_a_request_already_in_the_socket() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut waiting = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     waiting.readable = false; // no event read yet this turn
     waiting
@@ -455,20 +421,9 @@ fn drain_answers_a_request_already_in_the_socket() {
         .push_back(Ok(b"GET /late HTTP/1.1\r\nHost: t\r\n\r\n".to_vec()));
     let mut idle = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     let mut handler = |req: &Request<'_>| Response::text(200, req.target().to_string());
-    let mut ctx = Ctx {
-        config: &rig.config,
-        now: rig.now,
-        date: &rig.date,
-        stats: &mut rig.stats,
-        pool: &mut rig.pool,
-        logs: &mut rig.logs,
-        draining: true,
-        shutdown: &rig.shared,
-        key: 0,
-        connections: 2,
-        started: rig.now,
-        access_log: None,
-    };
+    let mut ctx = rig.ctx();
+    ctx.draining = true;
+    ctx.connections = 2;
     assert!(waiting.begin_drain(&mut ctx), "work to do");
     waiting.drive(&mut ctx, &mut handler);
     let out = String::from_utf8_lossy(&waiting.io.written).into_owned();
@@ -485,7 +440,7 @@ fn drain_answers_a_request_already_in_the_socket() {
 /// `read_closed` without checking for gathered bytes still unsent.
 #[test]
 fn a_gathered_response_is_not_lost_when_the_peer_half_closes() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     conn.io.reads.push_back(Ok(
         b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /later HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
@@ -525,7 +480,7 @@ fn a_gathered_response_is_not_lost_when_the_peer_half_closes() {
 /// before the second request was even parsed.
 #[test]
 fn a_gathered_response_is_not_lost_when_a_body_is_cut() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     conn.io.reads.push_back(Ok(
         b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345".to_vec(),
@@ -552,7 +507,7 @@ fn a_gathered_response_is_not_lost_when_a_body_is_cut() {
 /// (10 s) of the partial request behind it, not the stall timer (30 s).
 #[test]
 fn a_flushed_batch_waits_on_the_stall_timer() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Config::default());
     let mut conn = Conn::new(Script::default(), None, rig.now, &rig.config, false);
     conn.io.reads.push_back(Ok(
         b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTT".to_vec(),
