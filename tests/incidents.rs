@@ -615,22 +615,7 @@ fn an_idle_server_never_wakes_up() {
     let keel = KeelProcess::start(&dir.0, std::net::IpAddr::from([127, 0, 0, 1]), "warn");
     // KeelProcess::start connected once to check readiness; let that close.
     let pid = keel.pid();
-    let switches = || -> u64 {
-        // Every thread's voluntary context switches: each one is a wake-up.
-        let mut total = 0;
-        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-            .unwrap()
-            .flatten()
-        {
-            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-            total += status
-                .lines()
-                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-        total
-    };
+    let switches = || util::wakeups(pid);
     thread::sleep(Duration::from_millis(200)); // let the readiness probe's close settle
     let before = switches();
     thread::sleep(Duration::from_secs(2)); // the observation window itself

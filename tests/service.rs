@@ -442,23 +442,6 @@ fn recv_msg(s: &UnixDatagram) -> Option<String> {
     }
 }
 
-/// Every thread's voluntary context switches of `pid`: each one a wake-up.
-fn wakeups(pid: u32) -> u64 {
-    let mut total = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-    {
-        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-        total += status
-            .lines()
-            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    total
-}
-
 #[test]
 fn service_manager_gets_ready_after_accepting_then_watchdog_pings_then_stopping() {
     let dir = TempDir::new("notify");
@@ -536,10 +519,10 @@ fn without_a_watchdog_a_notified_idle_server_still_never_wakes() {
     assert!(ready.starts_with("READY=1"));
     thread::sleep(Duration::from_millis(200)); // let start-up settle
     let pid = keel.child.id();
-    let before = wakeups(pid);
+    let before = util::wakeups(pid);
     thread::sleep(Duration::from_secs(1)); // the observation window itself
     assert_eq!(
-        wakeups(pid),
+        util::wakeups(pid),
         before,
         "an idle server without a watchdog woke up"
     );
